@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/security"
+	"github.com/mailsec/mailsec/smtp"
+	"github.com/mailsec/mailsec/tlsconf"
+)
+
+func init() { commands = append(commands, sendCmd()) }
+
+// sendResult is the --json output of send.
+type sendResult struct {
+	OK         bool                   `json:"ok"`
+	Server     string                 `json:"server"`
+	TLSUsed    bool                   `json:"tls_used"`
+	TLS        *tlsconf.Facts         `json:"tls"`
+	Security   []security.Report      `json:"security,omitempty"`
+	Recipients []smtp.RecipientResult `json:"recipients,omitempty"`
+	Reply      *mailsec.Reply         `json:"reply,omitempty"`
+	Bytes      int64                  `json:"bytes,omitempty"`
+	Checked    bool                   `json:"checked,omitempty"`
+	Error      *jsonError             `json:"error,omitempty"`
+}
+
+func sendCmd() *cobra.Command {
+	var (
+		cf    connFlags
+		from  string
+		to    []string
+		check bool
+	)
+	cmd := &cobra.Command{
+		Use:   "send --server HOST:PORT --from ADDR [--to ADDR]... [RCPT...] < message",
+		Short: "Send one RFC 5322 message read from stdin",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rcpts := append(append([]string(nil), to...), args...)
+			if from == "" {
+				return usageError{fmt.Errorf("--from is required")}
+			}
+			if len(rcpts) == 0 && !check {
+				return usageError{fmt.Errorf("no recipients: give --to ADDR or recipients as arguments")}
+			}
+			res := &sendResult{Server: cf.server}
+			err := runSend(cmd.Context(), &cf, from, rcpts, check, os.Stdin, res)
+			res.OK = err == nil
+			res.Error = toJSONError(err)
+			if cf.json {
+				printJSON(res)
+			}
+			return err
+		},
+	}
+	cf.register(cmd.Flags(), "587")
+	cmd.Flags().StringVar(&from, "from", "", "envelope sender")
+	cmd.Flags().StringArrayVar(&to, "to", nil, "envelope recipient; repeatable")
+	cmd.Flags().BoolVar(&check, "check", false, "connect, secure and authenticate, then stop without sending")
+	return cmd
+}
+
+func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, check bool, in io.Reader, res *sendResult) error {
+	addr, port, err := cf.address("587")
+	if err != nil {
+		return err
+	}
+	res.Server = addr
+	opts, err := smtpOptions(ctx, cf, port)
+	if err != nil {
+		return err
+	}
+	msg, size, eightBit, cleanup, err := spool(in)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	c, err := smtp.Dial(dctx, addr, opts)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if st := c.TLS(); st != nil {
+		f := tlsconf.FactsOf(st)
+		res.TLS, res.TLSUsed = &f, true
+	} else {
+		fmt.Fprintln(os.Stderr, "mailsec: WARNING: the session is not encrypted (no TLS); the message travels in plain text")
+	}
+	res.Security = c.Security().Reports()
+	if check {
+		res.Checked = true
+		return c.Quit(ctx)
+	}
+	mo := &smtp.MailOptions{Size: size}
+	if eightBit {
+		mo.Body = "8BITMIME"
+	}
+	r, err := c.Send(ctx, from, rcpts, msg, mo)
+	if r != nil {
+		res.Recipients, res.Reply, res.Bytes = r.Recipients, r.Reply, r.Bytes
+	}
+	if err != nil {
+		return err
+	}
+	_ = c.Quit(ctx)
+	return nil
+}
+
+// smtpOptions turns the flags into client options.
+func smtpOptions(ctx context.Context, cf *connFlags, port string) (*smtp.Options, error) {
+	mode, err := smtp.ParseTLSMode(cf.tlsMode)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	tlsOpts, err := cf.tlsOptions()
+	if err != nil {
+		return nil, err
+	}
+	cred, mech, err := cf.credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	logger, err := cf.logger()
+	if err != nil {
+		return nil, err
+	}
+	return &smtp.Options{TLSMode: mode, TLS: tlsOpts, Auth: cred, Mechanism: mech,
+		AllowPlaintextAuth: cf.plaintextAuth, CommandTimeout: cf.timeout, Logger: logger,
+		Transcript: cf.transcriptWriter()}, nil
+}
+
+// spool makes the message seekable and measured so that SIZE (RFC 1870) and
+// BODY=8BITMIME (RFC 6152) can be declared up front: a regular file is used
+// in place, anything else is copied to a private temporary file.
+func spool(in io.Reader) (r io.Reader, size int64, eightBit bool, cleanup func(), err error) {
+	cleanup = func() {}
+	f, ok := in.(*os.File)
+	if ok {
+		if st, serr := f.Stat(); serr == nil && st.Mode().IsRegular() {
+			eightBit, err = scan8bit(f)
+			if err == nil {
+				_, err = f.Seek(0, io.SeekStart)
+			}
+			if err != nil {
+				return nil, 0, false, cleanup, mailsec.Errorf(mailsec.Data, "read message", err, "cannot read the message")
+			}
+			return f, st.Size(), eightBit, cleanup, nil
+		}
+	}
+	tmp, err := os.CreateTemp("", "mailsec-msg-*")
+	if err != nil {
+		return nil, 0, false, cleanup, mailsec.Errorf(mailsec.Data, "spool message", err, "cannot create a temporary file")
+	}
+	os.Remove(tmp.Name())
+	cleanup = func() { tmp.Close() }
+	w := &eightBitWriter{w: tmp}
+	size, err = io.Copy(w, in)
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		return nil, 0, false, cleanup, mailsec.Errorf(mailsec.Data, "spool message", err, "cannot read the message")
+	}
+	return tmp, size, w.seen, cleanup, nil
+}
+
+func scan8bit(r io.Reader) (bool, error) {
+	w := &eightBitWriter{w: io.Discard}
+	_, err := io.Copy(w, r)
+	return w.seen, err
+}
+
+// eightBitWriter notes whether any octet above 127 passes through.
+type eightBitWriter struct {
+	w    io.Writer
+	seen bool
+}
+
+func (e *eightBitWriter) Write(p []byte) (int, error) {
+	if !e.seen {
+		for _, b := range p {
+			if b >= 0x80 {
+				e.seen = true
+				break
+			}
+		}
+	}
+	return e.w.Write(p)
+}

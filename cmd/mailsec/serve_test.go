@@ -1,0 +1,37 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/mailsec/mailsec/server"
+)
+
+func TestServeConfigOverrides(t *testing.T) {
+	c, err := loadServeConfig("", "/tmp/x", "example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/tmp/x" || len(c.Domains) != 1 || c.Domains[0] != "example.test" || len(c.Listeners) != 5 {
+		t.Errorf("%+v", c)
+	}
+	if _, err := loadServeConfig("/nonexistent.toml", "", ""); exitCode(err) != exitConfig {
+		t.Errorf("missing config: %v", err)
+	}
+}
+
+func TestBannerSaysWhereEverythingIs(t *testing.T) {
+	var b bytes.Buffer
+	printBanner(&b, server.Info{DataDir: "./d", UsersFile: "d/users", MailDir: "d/mail", CAFile: "d/tls/ca.pem",
+		Listeners: []server.ListenerInfo{
+			{Listener: server.Listener{Name: "mx", Kind: "mx", TLS: "may"}, Addr: "127.0.0.1:2525"},
+			{Listener: server.Listener{Name: "submission", Kind: "submission"}, Addr: "127.0.0.1:2587"},
+		}})
+	for _, want := range []string{"d/users", "d/tls/ca.pem", "127.0.0.1:2525", "STARTTLS may",
+		"mailsec users add alice --data ./d", "swaks --server 127.0.0.1:2587", "mailsec send --server 127.0.0.1:2587 --ca-file d/tls/ca.pem"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, b.String())
+		}
+	}
+}

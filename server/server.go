@@ -1,0 +1,152 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/store"
+	"github.com/mailsec/mailsec/userdb"
+)
+
+// Server is a running mailsec serve: every configured listener with its
+// service.
+type Server struct {
+	env      *Env
+	certs    *certReloader
+	info     Info
+	running  []running
+	wg       sync.WaitGroup
+	shutdown time.Duration
+}
+
+type running struct {
+	ln  net.Listener
+	svc Service
+}
+
+// Info says where everything is, for the start-up banner.
+type Info struct {
+	DataDir   string
+	UsersFile string
+	MailDir   string
+	CAFile    string // "" when the certificate is not from the local CA
+	CertFile  string
+	Listeners []ListenerInfo
+	Skipped   []Listener // optional listeners whose kind is not built in
+}
+
+// ListenerInfo is one started listener.
+type ListenerInfo struct {
+	Listener
+	// Addr is the bound address (differs from Address for port 0).
+	Addr string
+}
+
+// Start prepares the data directory (Maildirs, users file, certificates)
+// and starts every listener. Listening fails fast: if any address cannot
+// be bound, nothing stays running.
+func Start(c *Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{shutdown: time.Duration(c.Limits.ShutdownTimeout)}
+	if s.shutdown <= 0 {
+		s.shutdown = 30 * time.Second
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, mailsec.Errorf(mailsec.Config, "serve", err, "cannot create data directory")
+	}
+	s.info = Info{DataDir: c.DataDir, UsersFile: filepath.Join(c.DataDir, "users"), MailDir: filepath.Join(c.DataDir, "mail")}
+	certFile, keyFile := c.TLS.Cert, c.TLS.Key
+	if certFile == "" {
+		var err error
+		if s.info.CAFile, certFile, keyFile, err = ensureLocalCA(filepath.Join(c.DataDir, "tls")); err != nil {
+			return nil, err
+		}
+	}
+	s.info.CertFile = certFile
+	certs, err := newCertReloader(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	s.certs = certs
+	users, err := userdb.Open(s.info.UsersFile, nil)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.New(s.info.MailDir)
+	if err != nil {
+		return nil, err
+	}
+	s.env = &Env{Config: c, TLS: certs.tlsConfig(), Users: users, Store: st, Logger: log}
+	for _, l := range c.Listeners {
+		kind := lookupKind(l.Kind)
+		if kind == nil && l.Optional {
+			s.info.Skipped = append(s.info.Skipped, l)
+			continue
+		}
+		if kind == nil {
+			s.closeAll()
+			return nil, mailsec.Errorf(mailsec.Config, "serve", nil, "listener %s: unknown kind %q (known: %v)", l.Name, l.Kind, Kinds())
+		}
+		svc, err := kind(s.env, l)
+		if err != nil {
+			s.closeAll()
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			s.closeAll()
+			return nil, mailsec.Errorf(mailsec.Config, "serve", err, "listener %s", l.Name)
+		}
+		s.running = append(s.running, running{ln, svc})
+		s.info.Listeners = append(s.info.Listeners, ListenerInfo{Listener: l, Addr: ln.Addr().String()})
+	}
+	for _, r := range s.running {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := r.svc.Serve(r.ln); err != nil {
+				log.Error("listener stopped", "addr", r.ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	return s, nil
+}
+
+func (s *Server) closeAll() {
+	for _, r := range s.running {
+		r.ln.Close()
+	}
+}
+
+// Info says where everything is.
+func (s *Server) Info() Info { return s.info }
+
+// Env returns what the services were built from (users, store, TLS).
+func (s *Server) Env() *Env { return s.env }
+
+// ReloadTLS re-reads the certificate files (SIGHUP).
+func (s *Server) ReloadTLS() error { return s.certs.Reload() }
+
+// Shutdown stops every service gracefully, waiting at most the configured
+// shutdown_timeout (or until ctx ends) for messages in transfer.
+func (s *Server) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.shutdown)
+	defer cancel()
+	var errs []error
+	for _, r := range s.running {
+		if err := r.svc.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.wg.Wait()
+	return errors.Join(errs...)
+}

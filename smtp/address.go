@@ -1,0 +1,101 @@
+package smtp
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/mailsec/mailsec"
+)
+
+// maxPath is the longest reverse- or forward-path (RFC 5321 section
+// 4.5.3.1.3), angle brackets included.
+const maxPath = 256
+
+// checkAddress validates a mailbox before it goes into MAIL FROM or RCPT TO.
+// Anything that could end or extend the command line (CR, LF, NUL, angle
+// brackets, spaces outside a quoted local part) is refused, so that an
+// address taken from user input can never inject a command. It reports
+// whether the address needs SMTPUTF8 (RFC 6531).
+func checkAddress(addr string, nullOK bool) (utf8Needed bool, err error) {
+	bad := func(why string) error {
+		return mailsec.Errorf(mailsec.Data, "address", nil, "invalid address %q: %s", clip(addr), why)
+	}
+	if addr == "" {
+		if nullOK {
+			return false, nil
+		}
+		return false, bad("empty")
+	}
+	if len(addr)+2 > maxPath {
+		return false, bad("longer than 254 octets (RFC 5321 section 4.5.3.1.3)")
+	}
+	if !utf8.ValidString(addr) {
+		return false, bad("not valid UTF-8")
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		if strings.EqualFold(addr, "postmaster") && !nullOK {
+			return false, nil
+		}
+		return false, bad("needs local-part@domain")
+	}
+	local, domain := addr[:at], addr[at+1:]
+	if len(local) > 64 {
+		return false, bad("local part longer than 64 octets (RFC 5321 section 4.5.3.1.1)")
+	}
+	quoted := len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"'
+	for i, r := range local {
+		switch {
+		case r < 0x20 || r == 0x7f:
+			return false, bad("control character")
+		case r >= 0x80:
+			utf8Needed = true
+		case quoted:
+			if r == '"' && i != 0 && i != len(local)-1 && local[i-1] != '\\' {
+				return false, bad("unescaped quote in quoted local part")
+			}
+		case strings.ContainsRune(" <>()[],;:\\\"@", r):
+			return false, bad("character " + string(r) + " not allowed in an unquoted local part")
+		}
+	}
+	if !quoted && (strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..")) {
+		return false, bad("dots misplaced in local part")
+	}
+	if strings.HasPrefix(domain, "[") {
+		if !strings.HasSuffix(domain, "]") || strings.ContainsAny(domain[1:len(domain)-1], "[]\\ \r\n") {
+			return false, bad("malformed address literal")
+		}
+		return utf8Needed, nil
+	}
+	for _, label := range strings.Split(domain, ".") {
+		if label == "" || len(label) > 63 {
+			return false, bad("malformed domain")
+		}
+		for _, r := range label {
+			switch {
+			case r >= 0x80:
+				utf8Needed = true
+			case r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
+			default:
+				return false, bad("character " + string(r) + " not allowed in a domain")
+			}
+		}
+	}
+	return utf8Needed, nil
+}
+
+// xtext encodes a DSN parameter value (RFC 3461 section 4): octets outside
+// "!" to "~", and "+" and "=", become "+HH".
+func xtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '!' || c > '~' || c == '+' || c == '=' {
+			fmt.Fprintf(&b, "+%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,378 @@
+package smtp
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/sasl"
+	"github.com/mailsec/mailsec/security"
+	"github.com/mailsec/mailsec/tlsconf"
+)
+
+// testPKI is a self-signed server certificate for localhost/127.0.0.1.
+type testPKI struct {
+	cert tls.Certificate
+	pool *x509.CertPool
+}
+
+var pkiOnce = sync.OnceValue(func() *testPKI {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	c, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(c)
+	return &testPKI{cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: c}, pool: pool}
+})
+
+// peer is one side of a scripted server session.
+type peer struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+	log  []string // commands received, in order
+}
+
+func (p *peer) send(s string) { p.conn.Write([]byte(s)) }
+
+// expect reads one command line and checks its prefix.
+func (p *peer) expect(prefix string) string {
+	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := p.r.ReadString('\n')
+	if err != nil {
+		p.t.Errorf("server: waiting for %q: %v", prefix, err)
+		return ""
+	}
+	line = strings.TrimRight(line, "\r\n")
+	p.log = append(p.log, line)
+	if !strings.HasPrefix(line, prefix) {
+		p.t.Errorf("server: got %q, want prefix %q", line, prefix)
+	}
+	return line
+}
+
+func (p *peer) startTLS() {
+	tc := tls.Server(p.conn, &tls.Config{Certificates: []tls.Certificate{pkiOnce().cert}})
+	if err := tc.Handshake(); err != nil {
+		p.t.Logf("server handshake: %v", err)
+	}
+	p.conn, p.r = tc, bufio.NewReader(tc)
+}
+
+// scripted runs script on the first connection to a loopback listener and
+// returns its address and a channel closed when the script ends.
+func scripted(t *testing.T, script func(p *peer)) (string, *peer, <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	p := &peer{t: t}
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		p.conn, p.r = c, bufio.NewReader(c)
+		script(p)
+	}()
+	// Waiting here keeps the script's checks inside the test's lifetime.
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String(), p, done
+}
+
+func clientOpts(o Options) *Options {
+	o.TLS.RootCAs = pkiOnce().pool
+	o.TLS.ServerName = "localhost"
+	o.LocalName = "client.test"
+	return &o
+}
+
+func codeIs(t *testing.T, err error, want mailsec.Code) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("error %v (code %v), want code %v", err, mailsec.CodeOf(err), want)
+	}
+}
+
+const ehloTLS = "250-mx.test\r\n250-PIPELINING\r\n250-AUTH PLAIN SCRAM-SHA-256\r\n250 8BITMIME\r\n"
+
+func TestStartTLSThenAuthThenSend(t *testing.T) {
+	cred := sasl.Credentials{Username: "u", Password: "p4ss-w0rd"}
+	addr, p, done := scripted(t, func(p *peer) {
+		p.send("220 mx.test ESMTP\r\n")
+		p.expect("EHLO client.test")
+		p.send("250-mx.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n")
+		p.expect("STARTTLS")
+		p.send("220 2.0.0 go ahead\r\n")
+		p.startTLS()
+		p.expect("EHLO client.test") // seed 001: capabilities queried again
+		p.send(ehloTLS)
+		p.expect("AUTH PLAIN ")
+		p.send("235 2.7.0 ok\r\n")
+		p.expect("MAIL FROM:<a@b.test> BODY=8BITMIME")
+		p.expect("RCPT TO:<c@d.test>")
+		p.expect("DATA")
+		p.send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+		var body strings.Builder
+		for {
+			l := p.expect("")
+			if l == "." {
+				break
+			}
+			body.WriteString(l + "\n")
+		}
+		if got, want := body.String(), "Subject: x\n\n..dot\nbare\nlf\n"; got != want {
+			t.Errorf("body %q, want %q", got, want)
+		}
+		p.send("250 2.0.0 queued as X1\r\n")
+		p.expect("QUIT")
+		p.send("221 bye\r\n")
+	})
+	var transcript strings.Builder
+	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSStartTLS, Auth: &cred, Mechanism: "plain", Transcript: &transcript}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TLS() == nil {
+		t.Fatal("no TLS")
+	}
+	res, err := c.Send(context.Background(), "a@b.test", []string{"c@d.test"},
+		strings.NewReader("Subject: x\n\n.dot\nbare\rlf"), &MailOptions{Body: "8BITMIME"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reply.Text() != "queued as X1" || res.Reply.Enhanced != "2.0.0" || !res.Pipelining {
+		t.Errorf("result %+v", res)
+	}
+	if err := c.Quit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	reports := c.Security().Reports()
+	if len(reports) != 2 || reports[0].Status != security.StatusClosed || reports[1].Info["mechanism"] != "PLAIN" {
+		t.Errorf("reports %+v", reports)
+	}
+	if strings.Contains(transcript.String(), "p4ss-w0rd") || strings.Contains(transcript.String(), "cDRzcy13MHJk") ||
+		strings.Contains(transcript.String(), "AHUAcDRzcy13MHJk") {
+		t.Errorf("transcript leaks the secret:\n%s", transcript.String())
+	}
+	if !strings.Contains(transcript.String(), "~> AUTH PLAIN [credentials redacted]") {
+		t.Errorf("transcript:\n%s", transcript.String())
+	}
+	_ = p
+}
+
+func TestStartTLSMissingSendsNoCredentials(t *testing.T) {
+	addr, p, done := scripted(t, func(p *peer) {
+		p.send("220 mx.test\r\n")
+		p.expect("EHLO")
+		p.send("250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n")
+		p.expect("QUIT")
+		p.send("221 bye\r\n")
+	})
+	cred := sasl.Credentials{Username: "u", Password: "secret"}
+	_, err := Dial(context.Background(), addr, clientOpts(Options{Auth: &cred}))
+	codeIs(t, err, mailsec.StartTLSUnavailable)
+	<-done
+	for _, l := range p.log {
+		if strings.HasPrefix(l, "AUTH") {
+			t.Fatalf("credentials sent in plain: %q", l)
+		}
+	}
+}
+
+func TestResponseInjectionAfterSTARTTLS(t *testing.T) {
+	addr, _, done := scripted(t, func(p *peer) {
+		p.send("220 mx.test\r\n")
+		p.expect("EHLO")
+		p.send("250-mx.test\r\n250 STARTTLS\r\n")
+		p.expect("STARTTLS")
+		// The injected reply rides in the same packet as the 220.
+		p.send("220 ready\r\n250-mx.test\r\n250 AUTH PLAIN\r\n")
+		time.Sleep(100 * time.Millisecond)
+	})
+	_, err := Dial(context.Background(), addr, clientOpts(Options{}))
+	codeIs(t, err, mailsec.Protocol)
+	<-done
+}
+
+func TestSecurityContextRules(t *testing.T) {
+	// Optional STARTTLS skipped, then an optional unsupported mechanism
+	// skipped, then a supported one opened: in plain text only with the
+	// user's explicit consent.
+	addr, _, done := scripted(t, func(p *peer) {
+		p.send("220 mx.test\r\n")
+		p.expect("EHLO")
+		p.send("250-mx.test\r\n250 AUTH PLAIN\r\n")
+		p.expect("AUTH PLAIN")
+		p.send("235 ok\r\n")
+		p.expect("AUTH PLAIN") // seed 001: two drivers, two attempts
+		p.send("503 5.5.1 already authenticated\r\n")
+		p.expect("QUIT")
+		p.send("221 bye\r\n")
+	})
+	cred := sasl.Credentials{Username: "u", Password: "p"}
+	sc := &security.Context{}
+	sc.Add(security.NewStartTLS(), security.Optional)
+	sc.Add(security.NewAuth("SCRAM-SHA-256", cred), security.Optional)
+	sc.Add(security.NewAuth("PLAIN", cred), security.Mandatory)
+	sc.Add(security.NewAuth("PLAIN", cred), security.Mandatory)
+	_, err := Dial(context.Background(), addr, clientOpts(Options{Security: sc, AllowPlaintextAuth: true}))
+	codeIs(t, err, mailsec.SMTPServer)
+	if r := mailsec.ReplyOf(err); r == nil || r.Code != 503 {
+		t.Fatalf("reply %+v", r)
+	}
+	<-done
+	st := []security.Status{}
+	for _, r := range sc.Reports() {
+		st = append(st, r.Status)
+	}
+	want := []security.Status{security.StatusSkipped, security.StatusSkipped, security.StatusClosed, security.StatusFailed}
+	if len(st) != len(want) {
+		t.Fatalf("statuses %v", st)
+	}
+	for i := range want {
+		if st[i] != want[i] {
+			t.Fatalf("statuses %v, want %v", st, want)
+		}
+	}
+}
+
+func TestHostileServers(t *testing.T) {
+	cases := []struct {
+		name   string
+		script func(p *peer)
+		want   mailsec.Code
+	}{
+		{"long line", func(p *peer) { p.send("220 " + strings.Repeat("x", 100000) + "\r\n") }, mailsec.Protocol},
+		{"garbage", func(p *peer) { p.send("\xff\xfe\x00garbage\r\n") }, mailsec.Protocol},
+		{"code changes", func(p *peer) { p.send("220-a\r\n250 b\r\n") }, mailsec.Protocol},
+		{"silent", func(p *peer) { time.Sleep(2 * time.Second) }, mailsec.Timeout},
+		{"closes", func(p *peer) {}, mailsec.SocketRx},
+		{"554 greeting", func(p *peer) { p.send("554 5.7.1 go away\r\n") }, mailsec.SMTPServer},
+		{"split reply", func(p *peer) {
+			p.send("22")
+			time.Sleep(50 * time.Millisecond)
+			p.send("0 hi\r\n")
+			p.expect("EHLO")
+			p.send("250 x\r\n")
+			p.expect("QUIT")
+		}, mailsec.StartTLSUnavailable},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _, done := scripted(t, tc.script)
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			_, err := Dial(ctx, addr, clientOpts(Options{}))
+			codeIs(t, err, tc.want)
+			<-done
+		})
+	}
+}
+
+func TestCloseMidDATA(t *testing.T) {
+	addr, _, done := scripted(t, func(p *peer) {
+		p.send("220 mx.test\r\n")
+		p.expect("EHLO")
+		p.send("250 mx.test\r\n")
+		p.expect("MAIL")
+		p.send("250 ok\r\n")
+		p.expect("RCPT")
+		p.send("250 ok\r\n")
+		p.expect("DATA")
+		p.send("354 go\r\n")
+		p.expect("")
+	})
+	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-time.After(0)
+	big := strings.NewReader(strings.Repeat("line of text\r\n", 1<<20))
+	_, err = c.Send(context.Background(), "a@b.test", []string{"c@d.test"}, big, nil)
+	if c := mailsec.CodeOf(err); c != mailsec.SocketTx && c != mailsec.SocketRx {
+		t.Fatalf("error %v", err)
+	}
+	<-done
+}
+
+func TestWrongNameAndUnknownCA(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts tlsconf.Options
+		want mailsec.Code
+	}{
+		{"name", tlsconf.Options{RootCAs: pkiOnce().pool, ServerName: "other.test"}, mailsec.TLSCertName},
+		{"ca", tlsconf.Options{RootCAs: x509.NewCertPool(), ServerName: "localhost"}, mailsec.TLSCertificate},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _, done := scripted(t, func(p *peer) { p.startTLS() })
+			_, err := Dial(context.Background(), addr, &Options{TLSMode: TLSImplicit, TLS: tc.opts})
+			codeIs(t, err, tc.want)
+			<-done
+		})
+	}
+}
+
+func TestPartialRecipientsAbortByDefault(t *testing.T) {
+	addr, p, done := scripted(t, func(p *peer) {
+		p.send("220 mx.test\r\n")
+		p.expect("EHLO")
+		p.send("250-mx.test\r\n250 CHUNKING\r\n")
+		p.expect("MAIL")
+		p.send("250 ok\r\n")
+		p.expect("RCPT TO:<a@x.test>")
+		p.send("250 ok\r\n")
+		p.expect("RCPT TO:<b@x.test>")
+		p.send("550 5.1.1 no such user\r\n")
+		p.expect("RSET")
+		p.send("250 ok\r\n")
+	})
+	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Send(context.Background(), "s@x.test", []string{"a@x.test", "b@x.test"}, strings.NewReader("x"), nil)
+	codeIs(t, err, mailsec.SMTPServer)
+	if r := mailsec.ReplyOf(err); r.Code != 550 || r.Enhanced != "5.1.1" {
+		t.Fatalf("reply %+v", r)
+	}
+	<-done
+	for _, l := range p.log {
+		if strings.HasPrefix(l, "BDAT") {
+			t.Fatal("message sent despite a refused recipient")
+		}
+	}
+}
+
+func TestAddressInjectionRefused(t *testing.T) {
+	for _, a := range []string{"x@y>\r\nRCPT TO:<z@w", "a b@c", "a@b\x00", "\xff@x"} {
+		if _, err := checkAddress(a, false); !errors.Is(err, mailsec.Data) {
+			t.Errorf("%q accepted", a)
+		}
+	}
+}

@@ -1,0 +1,379 @@
+package smtp
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/mailsec/mailsec"
+)
+
+// MailOptions are the optional parameters of one mail transaction. The zero
+// value sends a plain transaction with no extension parameters.
+type MailOptions struct {
+	// Size is the message size in octets when known (RFC 1870): a message
+	// over the server's limit is refused before anything is sent.
+	Size int64
+	// Body is "8BITMIME" for a message with 8-bit octets (RFC 6152), or
+	// "" for none. It is sent only when the server offers 8BITMIME.
+	Body string
+	// Ret and EnvID are the DSN parameters of MAIL (RFC 3461 section 4):
+	// Ret is "FULL" or "HDRS".
+	Ret, EnvID string
+	// Notify is the DSN NOTIFY list for every recipient ("NEVER", or some
+	// of "SUCCESS", "FAILURE", "DELAY").
+	Notify []string
+	// AllowPartial delivers to the recipients the server accepted when
+	// others were refused. By default one refusal aborts the transaction,
+	// so that no recipient receives a message that others did not.
+	AllowPartial bool
+}
+
+// RecipientResult is the server's answer to one RCPT TO.
+type RecipientResult struct {
+	Address string
+	Reply   *mailsec.Reply
+	OK      bool
+}
+
+// Result describes a finished transaction.
+type Result struct {
+	Recipients []RecipientResult
+	// Reply is the server's answer to the end of data; servers put their
+	// queue identifier there.
+	Reply *mailsec.Reply
+	// Bytes is the number of message octets sent after normalisation.
+	Bytes int64
+	// Chunking and Pipelining report which transfer the session used.
+	Chunking, Pipelining bool
+}
+
+// chunkSize is the BDAT chunk size. A large chunk keeps round trips few;
+// the buffer is reused for every chunk, so memory does not grow with the
+// message.
+const chunkSize = 1 << 20
+
+// Send runs one mail transaction: MAIL FROM, RCPT TO for each recipient,
+// then the message with DATA or, when the server offers CHUNKING, BDAT.
+// The message is streamed: its line endings are made CRLF and it is never
+// held whole in memory. With PIPELINING, MAIL, the RCPTs and DATA go in one
+// write (RFC 2920 section 3.1). On success the session is ready for the
+// next Send.
+func (c *Client) Send(ctx context.Context, from string, to []string, msg io.Reader, opts *MailOptions) (*Result, error) {
+	if c.broken != nil {
+		return nil, c.broken
+	}
+	var o MailOptions
+	if opts != nil {
+		o = *opts
+	}
+	if len(to) == 0 {
+		return nil, mailsec.Errorf(mailsec.Data, "send", nil, "no recipients")
+	}
+	cmds, err := c.envelope(from, to, &o)
+	if err != nil {
+		return nil, err
+	}
+	_, chunking := c.ext["CHUNKING"]
+	_, pipelining := c.ext["PIPELINING"]
+	res := &Result{Chunking: chunking, Pipelining: pipelining}
+	if !chunking {
+		cmds = append(cmds, "DATA")
+	}
+	replies, err := c.batch(ctx, cmds, pipelining)
+	if err != nil {
+		return res, err
+	}
+	// MAIL's reply comes first; the RCPT replies follow in order.
+	if replies[0].Code != 250 {
+		return res, c.abort(ctx, replies, chunking, replies[0].err(cmds[0], mailsec.SMTPServer))
+	}
+	var firstBad error
+	accepted := 0
+	for i, addr := range to {
+		rep := replies[1+i]
+		ok := rep.Code == 250 || rep.Code == 251
+		res.Recipients = append(res.Recipients, RecipientResult{Address: addr, OK: ok,
+			Reply: &mailsec.Reply{Code: rep.Code, Enhanced: rep.Enhanced, Lines: rep.Lines}})
+		if ok {
+			accepted++
+		} else if firstBad == nil {
+			firstBad = rep.err("RCPT TO:<"+addr+">", mailsec.SMTPServer)
+		}
+	}
+	if accepted == 0 || (firstBad != nil && !o.AllowPartial) {
+		return res, c.abort(ctx, replies, chunking, firstBad)
+	}
+	var final *Reply
+	if chunking {
+		final, res.Bytes, err = c.bdat(ctx, msg, o.Size)
+	} else {
+		if rep := replies[len(replies)-1]; rep.Code != 354 {
+			return res, rep.err("DATA", mailsec.SMTPServer)
+		}
+		final, res.Bytes, err = c.data(ctx, msg)
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Reply = &mailsec.Reply{Code: final.Code, Enhanced: final.Enhanced, Lines: final.Lines}
+	if final.Code != 250 {
+		return res, final.err("end of data", mailsec.SMTPServer)
+	}
+	return res, nil
+}
+
+// envelope validates the addresses and builds MAIL and RCPT lines.
+func (c *Client) envelope(from string, to []string, o *MailOptions) ([]string, error) {
+	needUTF8, err := checkAddress(from, true)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range to {
+		u, err := checkAddress(t, false)
+		if err != nil {
+			return nil, err
+		}
+		needUTF8 = needUTF8 || u
+	}
+	mail := "MAIL FROM:<" + from + ">"
+	if _, ok := c.ext["SIZE"]; ok && o.Size > 0 {
+		if max, _ := strconv.ParseInt(c.ext["SIZE"], 10, 64); max > 0 && o.Size > max {
+			return nil, mailsec.Errorf(mailsec.Data, "MAIL FROM", nil,
+				"the message is %d octets and the server accepts at most %d (RFC 1870)", o.Size, max)
+		}
+		mail += " SIZE=" + strconv.FormatInt(o.Size, 10)
+	}
+	if o.Body != "" {
+		if _, ok := c.ext["8BITMIME"]; !ok {
+			return nil, mailsec.Errorf(mailsec.Unsupported, "MAIL FROM", nil,
+				"the message has 8-bit content and the server does not offer 8BITMIME (RFC 6152); encode it as quoted-printable or base64")
+		}
+		mail += " BODY=" + strings.ToUpper(o.Body)
+	}
+	if needUTF8 {
+		if _, ok := c.ext["SMTPUTF8"]; !ok {
+			return nil, mailsec.Errorf(mailsec.Unsupported, "MAIL FROM", nil,
+				"an address is not ASCII and the server does not offer SMTPUTF8 (RFC 6531)")
+		}
+		mail += " SMTPUTF8"
+	}
+	_, dsn := c.ext["DSN"]
+	if o.Ret != "" || o.EnvID != "" || len(o.Notify) > 0 {
+		if !dsn {
+			return nil, mailsec.Errorf(mailsec.Unsupported, "MAIL FROM", nil, "DSN parameters given but the server does not offer DSN (RFC 3461)")
+		}
+	}
+	if o.Ret != "" {
+		ret := strings.ToUpper(o.Ret)
+		if ret != "FULL" && ret != "HDRS" {
+			return nil, mailsec.Errorf(mailsec.Config, "MAIL FROM", nil, "RET must be FULL or HDRS, not %q", o.Ret)
+		}
+		mail += " RET=" + ret
+	}
+	if o.EnvID != "" {
+		mail += " ENVID=" + xtext(o.EnvID)
+	}
+	notify := ""
+	if len(o.Notify) > 0 {
+		for _, n := range o.Notify {
+			switch strings.ToUpper(n) {
+			case "NEVER", "SUCCESS", "FAILURE", "DELAY":
+			default:
+				return nil, mailsec.Errorf(mailsec.Config, "RCPT TO", nil, "NOTIFY value %q is not NEVER, SUCCESS, FAILURE or DELAY", n)
+			}
+		}
+		notify = " NOTIFY=" + strings.ToUpper(strings.Join(o.Notify, ","))
+	}
+	cmds := []string{mail}
+	for _, t := range to {
+		cmds = append(cmds, "RCPT TO:<"+t+">"+notify)
+	}
+	return cmds, nil
+}
+
+// batch sends the commands and reads one reply for each: all in one write
+// when pipelining, else one after the other.
+func (c *Client) batch(ctx context.Context, cmds []string, pipelining bool) ([]*Reply, error) {
+	if !pipelining {
+		replies := make([]*Reply, 0, len(cmds))
+		for i, line := range cmds {
+			rep, err := c.cmd(ctx, opName(line), line)
+			if err != nil {
+				return nil, err
+			}
+			replies = append(replies, rep)
+			// Without pipelining, a refused MAIL makes the rest pointless.
+			if i == 0 && rep.Code != 250 {
+				for range cmds[1:] {
+					replies = append(replies, &Reply{Code: 503, Lines: []string{"not sent: MAIL FROM was refused"}})
+				}
+				return replies, nil
+			}
+		}
+		return replies, nil
+	}
+	done := c.guard(ctx, 1)
+	defer done()
+	for _, line := range cmds {
+		if err := c.send(opName(line), line, line); err != nil {
+			return nil, c.fail(ctx, err)
+		}
+	}
+	if err := c.w.Flush(); err != nil {
+		return nil, c.fail(ctx, mailsec.NetError("MAIL FROM", mailsec.SocketTx, err))
+	}
+	replies := make([]*Reply, 0, len(cmds))
+	for _, line := range cmds {
+		rep, err := c.read(opName(line))
+		if err != nil {
+			return nil, c.fail(ctx, err)
+		}
+		replies = append(replies, rep)
+	}
+	return replies, nil
+}
+
+func opName(line string) string {
+	op, _, _ := strings.Cut(line, ":")
+	return op
+}
+
+// abort ends a refused transaction so the session stays usable: RSET, or,
+// when a pipelined DATA was already accepted, closing the connection, since
+// any end of data would deliver the message.
+func (c *Client) abort(ctx context.Context, replies []*Reply, chunking bool, cause error) error {
+	if !chunking && replies[len(replies)-1].Code == 354 {
+		c.fail(ctx, cause)
+		return cause
+	}
+	if err := c.Reset(ctx); err != nil {
+		c.log.Warn("RSET after a refused transaction failed", "error", err)
+	}
+	return cause
+}
+
+// data sends the message after a 354 and reads the final reply.
+func (c *Client) data(ctx context.Context, msg io.Reader) (*Reply, int64, error) {
+	done := c.guard(ctx, 2)
+	defer done()
+	n, err := copyMessage(c.w, msg, true, c.opts.AllowLongLines)
+	if err != nil {
+		// The end-of-data mark was not sent, so closing the connection
+		// makes the server drop the partial message (RFC 5321 section
+		// 3.3, a transaction without its end is not delivered).
+		return nil, n, c.fail(ctx, netOr(err, "DATA"))
+	}
+	c.trace(true, fmt.Sprintf("[message: %d octets]", n))
+	if err := c.send("DATA", ".", "."); err != nil {
+		return nil, n, c.fail(ctx, err)
+	}
+	if err := c.w.Flush(); err != nil {
+		return nil, n, c.fail(ctx, mailsec.NetError("DATA", mailsec.SocketTx, err))
+	}
+	rep, err := c.read("end of data")
+	if err != nil {
+		return nil, n, c.fail(ctx, err)
+	}
+	return rep, n, nil
+}
+
+// bdat sends the message in BDAT chunks (RFC 3030). The last chunk is known
+// only at the end of the input, so one chunk is always held back.
+func (c *Client) bdat(ctx context.Context, msg io.Reader, sizeHint int64) (*Reply, int64, error) {
+	done := c.guard(ctx, 2)
+	defer done()
+	size := chunkSize
+	if sizeHint > 0 && sizeHint < int64(size) {
+		// LF becomes CRLF, so leave room for a few more octets than the file has.
+		size = int(sizeHint) + int(sizeHint)/4 + 64
+	}
+	// The chunk buffer lives as long as the session, so a session sending
+	// many small messages allocates it once.
+	if cap(c.chunkBuf) < size {
+		c.chunkBuf = make([]byte, 0, size)
+	}
+	cw := &chunker{c: c, ctx: ctx, buf: c.chunkBuf[:0]}
+	bw := bufio.NewWriterSize(cw, 32*1024)
+	n, err := copyMessage(bw, msg, false, c.opts.AllowLongLines)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		if cw.refused != nil {
+			return nil, n, cw.refused
+		}
+		return nil, n, c.fail(ctx, netOr(err, "BDAT"))
+	}
+	rep, err := cw.send(true)
+	return rep, n, err
+}
+
+// chunker collects normalised message octets and sends each full chunk as a
+// BDAT command.
+type chunker struct {
+	c       *Client
+	ctx     context.Context
+	buf     []byte
+	refused error
+}
+
+func (w *chunker) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 {
+		if len(w.buf) == cap(w.buf) {
+			if _, err := w.send(false); err != nil {
+				return total - len(p), err
+			}
+		}
+		n := min(cap(w.buf)-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:n]...)
+		p = p[n:]
+	}
+	return total, nil
+}
+
+// send transmits the buffered chunk, LAST when last, and reads its reply.
+func (w *chunker) send(last bool) (*Reply, error) {
+	c := w.c
+	line := "BDAT " + strconv.Itoa(len(w.buf))
+	if last {
+		line += " LAST"
+	}
+	if err := c.send("BDAT", line, line); err != nil {
+		return nil, c.fail(w.ctx, err)
+	}
+	if _, err := c.w.Write(w.buf); err != nil {
+		return nil, c.fail(w.ctx, mailsec.NetError("BDAT", mailsec.SocketTx, err))
+	}
+	c.trace(true, fmt.Sprintf("[chunk: %d octets]", len(w.buf)))
+	w.buf = w.buf[:0]
+	if err := c.w.Flush(); err != nil {
+		return nil, c.fail(w.ctx, mailsec.NetError("BDAT", mailsec.SocketTx, err))
+	}
+	rep, err := c.read("BDAT")
+	if err != nil {
+		return nil, c.fail(w.ctx, err)
+	}
+	if !last && rep.Code != 250 {
+		// A refused chunk ends the transaction on the server (RFC 3030
+		// section 2); RSET makes sure before the session is reused.
+		w.refused = rep.err("BDAT", mailsec.SMTPServer)
+		if err := c.Reset(w.ctx); err != nil {
+			c.log.Warn("RSET after a refused chunk failed", "error", err)
+		}
+		return nil, w.refused
+	}
+	return rep, nil
+}
+
+// netOr keeps a coded error as it is and codes a bare write error.
+func netOr(err error, op string) error {
+	if mailsec.CodeOf(err) != 0 {
+		return err
+	}
+	return mailsec.NetError(op, mailsec.SocketTx, err)
+}

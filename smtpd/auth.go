@@ -1,0 +1,107 @@
+package smtpd
+
+import (
+	"encoding/base64"
+	"strings"
+	"time"
+
+	"github.com/mailsec/mailsec/sasl"
+)
+
+// mechanisms are the SASL mechanisms offered in EHLO.
+func mechanisms() []string { return sasl.ServerMechanisms() }
+
+// auth handles AUTH (RFC 4954).
+func (ss *session) auth(cmd command) *reply {
+	switch {
+	case ss.tls == nil:
+		// Seed 004 and RFC 4954 section 4: no credentials over plaintext.
+		return errAuthNeedsTLS
+	case ss.srv.Users == nil:
+		return rep(502, "5.5.1", "AUTH not available")
+	case !ss.esmtp:
+		return errNeedHelo
+	case ss.authUser != "":
+		return rep(503, "5.5.1", "Already authenticated") // RFC 4954 section 4
+	case ss.tx != nil:
+		return rep(503, "5.5.1", "AUTH not allowed during a mail transaction")
+	}
+	mech, ir, hasIR := strings.Cut(cmd.arg, " ")
+	srv, err := sasl.NewServer(strings.ToUpper(mech), ss.srv.Users, sasl.ConnState{TLS: ss.tls})
+	if err != nil {
+		return rep(504, "5.5.4", "Unrecognized authentication type")
+	}
+	var resp []byte // nil: no initial response
+	if hasIR {
+		var r *reply
+		if resp, r = decodeResponse(ir); r != nil {
+			return r
+		}
+	}
+	for {
+		chal, done, err := srv.Next(resp)
+		if err != nil {
+			return ss.authFailed(err)
+		}
+		if done && len(chal) == 0 {
+			ss.authUser = srv.Identity()
+			ss.log.Info("authenticated", "user", ss.authUser, "mechanism", strings.ToUpper(mech))
+			return rep(235, "2.7.0", "Authentication successful")
+		}
+		// A challenge, or additional data with success (SCRAM's
+		// server-final message), which RFC 4954 section 4 sends as a 334
+		// answered by an empty line.
+		ss.send(rep(334, "", base64.StdEncoding.EncodeToString(chal)))
+		line, err := ss.readCommand()
+		if err == errLineTooLong {
+			return rep(500, "5.5.6", "Authentication exchange line is too long")
+		}
+		if err != nil {
+			if r, ok := err.(*reply); ok {
+				return r
+			}
+			if isTimeout(err) {
+				return errTimeout
+			}
+			return &reply{close: true}
+		}
+		var r *reply
+		if resp, r = decodeResponse(string(line)); r != nil {
+			return r
+		}
+		if done {
+			ss.authUser = srv.Identity()
+			ss.log.Info("authenticated", "user", ss.authUser, "mechanism", strings.ToUpper(mech))
+			return rep(235, "2.7.0", "Authentication successful")
+		}
+	}
+}
+
+// decodeResponse decodes a client's base64 SASL response: "=" is the empty
+// response and "*" cancels (RFC 4954 section 4).
+func decodeResponse(s string) ([]byte, *reply) {
+	switch s {
+	case "*":
+		return nil, rep(501, "5.0.0", "Authentication cancelled")
+	case "=":
+		return []byte{}, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, rep(501, "5.5.2", "Invalid base64 in authentication exchange")
+	}
+	return b, nil
+}
+
+// authFailed slows down and eventually disconnects a client guessing
+// passwords: each failure waits longer before the 535, and after
+// MaxAuthFailures the session ends with 421.
+func (ss *session) authFailed(err error) *reply {
+	ss.authFail++
+	ss.log.Warn("authentication failed", "err", err, "failures", ss.authFail)
+	time.Sleep(ss.srv.Limits.authDelay(ss.authFail))
+	if ss.authFail >= ss.srv.Limits.MaxAuthFailures {
+		return &reply{code: 421, enh: "4.7.0", text: "Too many failed authentication attempts, closing", close: true}
+	}
+	return rep(535, "5.7.8", "Authentication credentials invalid")
+}

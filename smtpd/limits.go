@@ -1,0 +1,114 @@
+package smtpd
+
+import (
+	"net"
+	"time"
+)
+
+// Limits bound the resources one client can take. Every zero field means
+// its documented default.
+type Limits struct {
+	// MaxMessageSize is the largest message accepted, in octets, as
+	// advertised by SIZE (RFC 1870). 0 means 50 MiB.
+	MaxMessageSize int64
+	// MaxRecipients per transaction; RCPT beyond it gets 452 4.5.3 (RFC
+	// 5321 section 4.5.3.1.10 requires accepting at least 100). 0 means 100.
+	MaxRecipients int
+	// MaxSessions is the number of concurrent sessions over all listeners;
+	// beyond it a connection gets 421 4.7.0 and is closed. 0 means 1000.
+	MaxSessions int
+	// MaxPerIP is the number of concurrent sessions from one IP address.
+	// 0 means 20.
+	MaxPerIP int
+	// CommandTimeout is how long a client has to send one complete command
+	// line. It is a deadline for the whole line, not an idle timer, so a
+	// client trickling a byte a second is cut off too. RFC 5321 section
+	// 4.5.3.2.7 asks for at least 5 minutes. 0 means 5 minutes.
+	CommandTimeout time.Duration
+	// DataTimeout bounds the whole DATA or BDAT transfer of one message;
+	// within it each read must also make progress within CommandTimeout.
+	// 0 means 30 minutes (a 50 MiB message at 25 kB/s).
+	DataTimeout time.Duration
+	// MaxAuthFailures is the number of failed AUTH commands after which the
+	// session is closed with 421. 0 means 3.
+	MaxAuthFailures int
+	// AuthFailureDelay is the pause before the reply to the first failed
+	// AUTH; it doubles with every further failure (at most 32 times it) to
+	// slow down password guessing. 0 means 1 second; negative means none.
+	AuthFailureDelay time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if l.MaxMessageSize <= 0 {
+		l.MaxMessageSize = 50 << 20
+	}
+	def(&l.MaxRecipients, 100)
+	def(&l.MaxSessions, 1000)
+	def(&l.MaxPerIP, 20)
+	def(&l.MaxAuthFailures, 3)
+	if l.CommandTimeout <= 0 {
+		l.CommandTimeout = 5 * time.Minute
+	}
+	if l.DataTimeout <= 0 {
+		l.DataTimeout = 30 * time.Minute
+	}
+	switch {
+	case l.AuthFailureDelay == 0:
+		l.AuthFailureDelay = time.Second
+	case l.AuthFailureDelay < 0:
+		l.AuthFailureDelay = 0
+	}
+	return l
+}
+
+// authDelay is the back-off before answering the n-th failed AUTH (n >= 1).
+func (l Limits) authDelay(n int) time.Duration {
+	return l.AuthFailureDelay << min(n-1, 5)
+}
+
+// admit registers a new session, or returns a reason to refuse it.
+func (s *Server) admit(ss *session) (refuse string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed.Load():
+		return "4.3.2 Service shutting down"
+	case len(s.sessions) >= s.Limits.MaxSessions:
+		return "4.7.0 Too many connections, try again later"
+	case s.perIP[ss.ip] >= s.Limits.MaxPerIP:
+		return "4.7.0 Too many connections from your address, try again later"
+	}
+	s.sessions[ss] = struct{}{}
+	s.perIP[ss.ip]++
+	return ""
+}
+
+// release unregisters a session admitted before.
+func (s *Server) release(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, ss)
+	if s.perIP[ss.ip]--; s.perIP[ss.ip] <= 0 {
+		delete(s.perIP, ss.ip)
+	}
+	if s.closed.Load() && len(s.sessions) == 0 {
+		close(s.done)
+	}
+}
+
+// hostIP returns the IP part of a remote address.
+func hostIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
+}

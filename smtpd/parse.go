@@ -1,0 +1,225 @@
+package smtpd
+
+import (
+	"bytes"
+	"strings"
+)
+
+// command is one parsed command line.
+type command struct {
+	verb string // upper case
+	arg  string // the rest, after one space
+}
+
+// parseCommand splits a command line (CRLF removed) into verb and argument.
+// Control characters anywhere are refused: they have no business in SMTP
+// commands (RFC 5321 section 4.1.1) and are how header injection starts.
+// Invalid UTF-8 is left to the commands that take addresses, which answer
+// it with the address status codes.
+func parseCommand(line []byte) (command, *reply) {
+	for _, c := range line {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return command{}, errSyntaxChars
+		}
+	}
+	verb, arg, _ := bytes.Cut(line, []byte{' '})
+	if len(verb) == 0 || len(verb) > 16 {
+		return command{}, errUnknown
+	}
+	return command{verb: strings.ToUpper(string(verb)), arg: string(arg)}, nil
+}
+
+// param is one ESMTP parameter of MAIL or RCPT (RFC 5321 section 4.1.2
+// esmtp-param): a keyword with an optional value.
+type param struct {
+	key, value string // key upper case
+	hasValue   bool
+}
+
+// pathArg is a parsed "FROM:<path> params" or "TO:<path> params".
+type pathArg struct {
+	addr   string // the mailbox, without the source route; "" for <>
+	local  string
+	domain string // "" for <> and <postmaster>
+	params []param
+}
+
+// parsePathArg parses arg, which must start with prefix ("FROM:" or "TO:",
+// case-insensitive). It checks syntax only; the caller decides about null
+// paths, UTF-8 and domains.
+func parsePathArg(arg, prefix string) (pathArg, bool) {
+	var p pathArg
+	if len(arg) < len(prefix) || !strings.EqualFold(arg[:len(prefix)], prefix) {
+		return p, false
+	}
+	// A space after the colon is a common client bug that RFC 5321 does not
+	// allow but nothing is gained by refusing it.
+	rest := strings.TrimLeft(arg[len(prefix):], " ")
+	if rest == "" || rest[0] != '<' {
+		return p, false
+	}
+	end := closeAngle(rest)
+	if end < 0 {
+		return p, false
+	}
+	path, params := rest[1:end], rest[end+1:]
+	if len(path) > 254 { // RFC 5321 section 4.5.3.1.3: 256 with the brackets
+		return p, false
+	}
+	// A source route "@a,@b:" must be accepted and ignored (RFC 5321
+	// section 4.1.2 and appendix C).
+	if strings.HasPrefix(path, "@") {
+		i := strings.IndexByte(path, ':')
+		if i < 0 {
+			return p, false
+		}
+		path = path[i+1:]
+	}
+	if path != "" {
+		at := strings.LastIndexByte(path, '@')
+		switch {
+		case at < 0 && strings.EqualFold(path, "postmaster"):
+			p.local = path // RFC 5321 section 4.1.1.3
+		case at < 0:
+			return p, false
+		default:
+			p.local, p.domain = path[:at], path[at+1:]
+			if !validLocal(p.local) || !validDomain(p.domain) {
+				return p, false
+			}
+		}
+		p.addr = path
+	}
+	if params != "" && params[0] != ' ' {
+		return p, false
+	}
+	for _, f := range strings.Fields(params) {
+		k, v, has := strings.Cut(f, "=")
+		if !validKeyword(k) || has && v == "" {
+			return p, false
+		}
+		p.params = append(p.params, param{key: strings.ToUpper(k), value: v, hasValue: has})
+	}
+	return p, true
+}
+
+// closeAngle returns the index of the '>' ending the path that starts at
+// s[0] == '<', skipping quoted strings where '>' may appear.
+func closeAngle(s string) int {
+	quoted := false
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == '>':
+			return i
+		}
+	}
+	return -1
+}
+
+// validLocal checks a Local-part: Dot-string or Quoted-string (RFC 5321
+// section 4.1.2), with UTF-8 allowed as RFC 6531 section 3.3 extends them;
+// whether UTF-8 is permitted is decided by the caller. At most 64 octets
+// (section 4.5.3.1.1).
+func validLocal(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	if s[0] == '"' {
+		if len(s) < 2 || s[len(s)-1] != '"' {
+			return false
+		}
+		for i := 1; i < len(s)-1; i++ {
+			switch c := s[i]; {
+			case c == '\\':
+				i++
+				if i >= len(s)-1 || s[i] < ' ' || s[i] > '~' {
+					return false
+				}
+			case c == '"' || c < ' ' || c == 0x7f:
+				return false
+			}
+		}
+		return true
+	}
+	for _, atom := range strings.Split(s, ".") {
+		if atom == "" {
+			return false
+		}
+		for i := 0; i < len(atom); i++ {
+			if c := atom[i]; c < 0x80 && !isAtext(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isAtext is RFC 5322 section 3.2.3 atext.
+func isAtext(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+}
+
+// validDomain checks a Domain or address-literal (RFC 5321 section 4.1.2),
+// with U-labels allowed (RFC 6531 section 3.3); at most 255 octets.
+func validDomain(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	if s[0] == '[' {
+		if s[len(s)-1] != ']' {
+			return false
+		}
+		for i := 1; i < len(s)-1; i++ {
+			if c := s[i]; c < '!' || c > '~' || c == '[' || c == ']' || c == '\\' {
+				return false
+			}
+		}
+		return len(s) > 2
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if c < 0x80 && !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validKeyword checks an esmtp-keyword: ALPHA / DIGIT then ALPHA / DIGIT / "-".
+func validKeyword(k string) bool {
+	if k == "" || k[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validHelo checks an EHLO/HELO argument: a domain or an address literal.
+// It ends up in Received headers, so nothing else is let through.
+func validHelo(s string) bool {
+	return s != "" && len(s) <= 255 && strings.IndexByte(s, ' ') < 0 && validDomain(s) && isASCII(s)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,67 @@
+package smtpd
+
+import (
+	"strconv"
+	"strings"
+)
+
+// reply is an SMTP reply: code, RFC 3463 enhanced status code (RFC 2034
+// ENHANCEDSTATUSCODES) and text. A *reply is also the error value of the
+// parsing and policy helpers, so a failure carries its answer.
+type reply struct {
+	code  int
+	enh   string
+	text  string
+	close bool // the session ends after this reply
+}
+
+// Error makes a reply usable as an error value.
+func (r *reply) Error() string { return strconv.Itoa(r.code) + " " + r.enh + " " + r.text }
+
+// line renders the reply as it goes on the wire; multi-line texts use the
+// "250-" continuation form of RFC 5321 section 4.2.1.
+func (r *reply) line() string {
+	var b strings.Builder
+	lines := strings.Split(r.text, "\n")
+	for i, l := range lines {
+		b.WriteString(strconv.Itoa(r.code))
+		if i < len(lines)-1 {
+			b.WriteByte('-')
+		} else {
+			b.WriteByte(' ')
+		}
+		// RFC 2034 section 4 puts the status code on every line; the
+		// EHLO reply, which is exempt, has none.
+		if r.enh != "" {
+			b.WriteString(r.enh)
+			b.WriteByte(' ')
+		}
+		b.WriteString(l)
+		b.WriteString("\r\n")
+	}
+	return b.String()
+}
+
+// The replies used in more than one place.
+var (
+	errSyntaxChars  = rep(500, "5.5.2", "Syntax error: control characters or bare CR/LF in command")
+	errUnknown      = rep(500, "5.5.1", "Command not recognized")
+	errLineTooLong  = rep(500, "5.5.2", "Line too long")
+	errBadSequence  = rep(503, "5.5.1", "Bad sequence of commands")
+	errNeedHelo     = rep(503, "5.5.1", "Send EHLO first")
+	errNeedMail     = rep(503, "5.5.1", "Need MAIL command first")
+	errNeedRcpt     = rep(503, "5.5.1", "Need RCPT command first")
+	errNeedTLS      = rep(530, "5.7.0", "Must issue a STARTTLS command first")
+	errNeedAuth     = rep(530, "5.7.0", "Authentication required")
+	errAuthNeedsTLS = rep(538, "5.7.11", "Encryption required for requested authentication mechanism")
+	errShutdown     = &reply{code: 421, enh: "4.3.2", text: "Service shutting down, closing transmission channel", close: true}
+	errTimeout      = &reply{code: 421, enh: "4.4.2", text: "Timeout, closing transmission channel", close: true}
+	errTooBig       = rep(552, "5.3.4", "Message size exceeds fixed maximum message size")
+	errBareLF       = rep(554, "5.6.0", "Message rejected: bare LF or CR not allowed (RFC 5321 section 2.3.8)")
+	errLongTextLine = rep(554, "5.6.0", "Message rejected: line longer than 1000 octets (RFC 5321 section 4.5.3.1.6)")
+	errStoreFailed  = rep(451, "4.3.0", "Local error in processing, try again later")
+	errParamSyntax  = rep(501, "5.5.4", "Syntax error in parameters")
+)
+
+// rep makes a reply that keeps the session open.
+func rep(code int, enh, text string) *reply { return &reply{code: code, enh: enh, text: text} }

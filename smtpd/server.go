@@ -1,0 +1,228 @@
+// Package smtpd is mailsec's SMTP server (RFC 5321) for the three kinds of
+// listener a mail host runs: MX (port 25, STARTTLS offered), submission
+// (port 587, RFC 6409, STARTTLS and AUTH required) and SMTPS (port 465,
+// implicit TLS, RFC 8314). The policy is seed 004's inbound STARTTLS:
+// STARTTLS is advertised on plain listeners and can be required; AUTH is
+// neither advertised nor accepted before TLS; plaintext pipelined behind
+// STARTTLS is never executed; bare CR and LF in message data are refused
+// (SMTP smuggling); a message is acknowledged only once the Backend made it
+// durable.
+//
+// Each concern has its own file: session.go (state machine), parse.go
+// (command parser), data.go and bdat.go (message readers), starttls.go (TLS
+// policy), auth.go (SASL), limits.go (resource limits), received.go (trace
+// header), backend.go (delivery).
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/sasl"
+)
+
+// Kind is the role of a listener.
+type Kind int
+
+const (
+	// MX receives mail for the local domains from other servers. STARTTLS
+	// is offered; whether it is required is the listener's Policy.
+	MX Kind = iota
+	// Submission receives mail from users (RFC 6409): STARTTLS is required
+	// before MAIL and AUTH, and AUTH before MAIL.
+	Submission
+	// SMTPS is submission over implicit TLS (RFC 8314 section 3): the TLS
+	// handshake comes before the greeting.
+	SMTPS
+)
+
+// String returns the kind's configuration name.
+func (k Kind) String() string {
+	switch k {
+	case Submission:
+		return "submission"
+	case SMTPS:
+		return "smtps"
+	}
+	return "mx"
+}
+
+// Policy says whether a plain listener requires STARTTLS.
+type Policy int
+
+const (
+	// TLSMay offers STARTTLS and lets clients go on without it (seed 004's
+	// negotiated SSL; the default for MX, where RFC 3207 section 4 says a
+	// publicly-referenced server must not require TLS).
+	TLSMay Policy = iota
+	// TLSRequire answers 530 to MAIL (and 538 to AUTH) until STARTTLS
+	// succeeded (seed 004: "require STARTTLS ... no mail is sent over the
+	// connection").
+	TLSRequire
+)
+
+// String returns the policy's configuration name.
+func (p Policy) String() string {
+	if p == TLSRequire {
+		return "require"
+	}
+	return "may"
+}
+
+// Users is what the server needs of the user database: SASL credentials
+// and the list of local mailboxes. *userdb.DB implements it.
+type Users interface {
+	sasl.UserStore
+	// Exists reports whether name (a lower-cased local part) has a mailbox.
+	Exists(name string) bool
+}
+
+// Server is an SMTP server. Set the fields, then call Serve once per
+// listener; the fields must not change after the first Serve. As with
+// net/http.Server the zero value of every field is a usable default except
+// Backend.
+type Server struct {
+	// Hostname is the name in the greeting, the EHLO reply and Received
+	// headers. "" means os.Hostname().
+	Hostname string
+	// Domains are the local domains (case-insensitive): mail is accepted
+	// only for <user>@<domain> with user in Users. Empty means "localhost".
+	Domains []string
+	// TLSConfig enables STARTTLS and SMTPS. nil means no TLS: STARTTLS is
+	// not offered, AUTH is never possible and SMTPS listeners fail.
+	TLSConfig *tls.Config
+	// Users authenticates clients and lists mailboxes. nil means no AUTH
+	// and no local recipients.
+	Users Users
+	// Backend stores accepted messages. Required.
+	Backend Backend
+	// Limits bound what one client can take; the zero value holds the
+	// documented defaults.
+	Limits Limits
+	// Logger receives the log with facility "protocol". nil discards.
+	Logger *slog.Logger
+
+	mu        sync.Mutex
+	init      sync.Once
+	log       *slog.Logger
+	host      string
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	perIP     map[string]int
+	closed    atomic.Bool   // Shutdown was called; read without mu by sessions
+	done      chan struct{} // closed when the last session ends after Shutdown
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("smtpd: server closed")
+
+func (s *Server) setup() {
+	s.init.Do(func() {
+		s.log = mailsec.Logger(s.Logger, mailsec.FacilityProtocol)
+		s.host = s.Hostname
+		if s.host == "" {
+			s.host, _ = os.Hostname()
+		}
+		if s.host == "" {
+			s.host = "localhost"
+		}
+		if len(s.Domains) == 0 {
+			s.Domains = []string{"localhost"}
+		}
+		s.Limits = s.Limits.withDefaults()
+		s.listeners = map[net.Listener]struct{}{}
+		s.sessions = map[*session]struct{}{}
+		s.perIP = map[string]int{}
+		s.done = make(chan struct{})
+	})
+}
+
+// Serve accepts connections on ln and runs a session for each, with the
+// given kind and policy (Submission and SMTPS always require TLS). It
+// returns ErrServerClosed after Shutdown, or the accept error.
+func (s *Server) Serve(ln net.Listener, kind Kind, policy Policy) error {
+	s.setup()
+	if s.Backend == nil {
+		return mailsec.Errorf(mailsec.Config, "smtpd", nil, "no Backend")
+	}
+	if s.TLSConfig == nil && (kind == SMTPS || kind == Submission || policy == TLSRequire) {
+		return mailsec.Errorf(mailsec.Config, "smtpd", nil, "%s listener %s needs a TLS configuration", kind, ln.Addr())
+	}
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.closed.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: back off as
+				// net/http does instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		go s.handle(c, kind, policy)
+	}
+}
+
+// Shutdown stops the listeners and ends the sessions gracefully: a session
+// waiting for a command is sent "421 4.3.2" at once, a session in the
+// middle of DATA or BDAT finishes the message and gets the 421 at its next
+// command. When ctx ends first the remaining connections are closed, which
+// aborts their deliveries (nothing half-written reaches new/). Shutdown
+// may be called more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.setup()
+	s.mu.Lock()
+	if !s.closed.Load() {
+		s.closed.Store(true)
+		for ln := range s.listeners {
+			ln.Close()
+		}
+		if len(s.sessions) == 0 {
+			close(s.done)
+		}
+	}
+	for ss := range s.sessions {
+		ss.kickIfIdle()
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for ss := range s.sessions {
+			ss.closeConn()
+		}
+		s.mu.Unlock()
+		// Closed connections make the deliveries fail and clean up their
+		// tmp/ files; give them a moment to do so before the process exits.
+		select {
+		case <-s.done:
+		case <-time.After(5 * time.Second):
+		}
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,99 @@
+package store
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDeliverManyMailboxes(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "Subject: x\r\n\r\nbody\r\n"
+	if err := s.Deliver([]string{"alice", "bob"}, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		ms, err := s.List(u)
+		if err != nil || len(ms) != 1 || !ms[0].New || ms[0].Size != int64(len(msg)) {
+			t.Fatalf("%s: %+v %v", u, ms, err)
+		}
+		b, _ := os.ReadFile(ms[0].Path)
+		if string(b) != msg {
+			t.Errorf("%s: %q", u, b)
+		}
+		if fi, _ := os.Stat(ms[0].Path); fi.Mode().Perm() != 0o600 {
+			t.Errorf("mode %v", fi.Mode())
+		}
+		tmp, _ := os.ReadDir(filepath.Join(s.Root(), u, "tmp"))
+		if len(tmp) != 0 {
+			t.Errorf("%s: tmp not empty", u)
+		}
+	}
+}
+
+// A reader failing midway (the SMTP layer refusing the message, or the
+// client vanishing) leaves nothing in new/ or tmp/.
+func TestDeliverAbortLeavesNothing(t *testing.T) {
+	s, _ := New(t.TempDir())
+	boom := errors.New("refused")
+	r := io.MultiReader(strings.NewReader(strings.Repeat("x", 1<<20)), errReader{boom})
+	if err := s.Deliver([]string{"alice", "bob"}, r); !errors.Is(err, boom) {
+		t.Fatalf("err %v", err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		for _, sub := range []string{"tmp", "new", "cur"} {
+			ents, _ := os.ReadDir(filepath.Join(s.Root(), u, sub))
+			if len(ents) != 0 {
+				t.Errorf("%s/%s: %d files", u, sub, len(ents))
+			}
+		}
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func TestPathTraversal(t *testing.T) {
+	s, _ := New(t.TempDir())
+	for _, u := range []string{"", ".", "..", "../x", "a/b"} {
+		if err := s.Deliver([]string{u}, strings.NewReader("x")); err == nil {
+			t.Errorf("delivered to %q", u)
+		}
+	}
+}
+
+func TestLock(t *testing.T) {
+	s, _ := New(t.TempDir())
+	unlock, err := s.Lock("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lock("alice"); !errors.Is(err, ErrLocked) {
+		t.Errorf("second lock: %v", err)
+	}
+	unlock()
+	u2, err := s.Lock("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2()
+}
+
+func TestUniqueNames(t *testing.T) {
+	n := newNamer()
+	seen := map[string]bool{}
+	for i := 0; i < 10000; i++ {
+		name := n.next()
+		if seen[name] || strings.ContainsAny(name, "/:") {
+			t.Fatalf("bad or duplicate name %q", name)
+		}
+		seen[name] = true
+	}
+}

@@ -1,0 +1,213 @@
+// Package tlsconf turns seed 002's SSLInfo into Go: Options in (what to
+// verify, which CA, client certificate, versions and suites) and Facts out
+// (what was negotiated and whom we talked to). Verification is on unless the
+// caller turns it off by name.
+package tlsconf
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/mailsec/mailsec"
+)
+
+// Options are the TLS parameters of a client connection. The zero value
+// verifies the server chain against the system roots and the host name the
+// caller dials, with TLS 1.2 as the minimum version.
+type Options struct {
+	// ServerName overrides the name checked against the certificate and
+	// sent as SNI; empty means the host part of the address dialled.
+	ServerName string
+	// NoServerNameCheck skips matching the certificate to the host name
+	// (seed 002 SSLNoServerNameCheck; seed 000 verify_server_name=0). The
+	// chain is still verified.
+	NoServerNameCheck bool
+	// NoServerCertificateValidation skips chain verification entirely
+	// (SSLNoServerCertificateValidation; verify_server=0). Pins still apply.
+	NoServerCertificateValidation bool
+	// CAFile is a PEM bundle of trusted roots (seed 000 ca_certificate);
+	// empty means the system roots.
+	CAFile string
+	// RootCAs, when set, is used instead of CAFile and the system roots.
+	RootCAs *x509.CertPool
+	// Certificates are client certificates offered when the server asks.
+	Certificates []tls.Certificate
+	// MinVersion and MaxVersion bound the protocol version; zero means TLS
+	// 1.2 and the newest Go supports. Versions below 1.2 are refused.
+	MinVersion, MaxVersion uint16
+	// CipherSuites restricts the TLS 1.2 suites (TLS 1.3 suites are not
+	// configurable in Go, and all of them are strong); nil means Go's
+	// defaults.
+	CipherSuites []uint16
+	// Pins are "sha256:BASE64" hashes of the leaf's SubjectPublicKeyInfo;
+	// when set the leaf must match one of them.
+	Pins []string
+	// Observe, when set, sees the peer's certificates before they are
+	// verified, so that a diagnostic tool can show a chain it rejects.
+	Observe func(tls.ConnectionState)
+}
+
+// Config builds the tls.Config for a connection to host. Name checks and
+// chain checks are done in VerifyConnection so that each can be turned off
+// alone and each failure gets its own error code.
+func (o *Options) Config(host string) (*tls.Config, error) {
+	if o == nil {
+		o = &Options{}
+	}
+	min := o.MinVersion
+	if min == 0 {
+		min = tls.VersionTLS12
+	}
+	if min < tls.VersionTLS12 {
+		return nil, mailsec.Errorf(mailsec.Config, "tls options", nil, "minimum TLS version %s is below TLS 1.2", tls.VersionName(min))
+	}
+	if o.MaxVersion != 0 && o.MaxVersion < min {
+		return nil, mailsec.Errorf(mailsec.Config, "tls options", nil, "maximum TLS version %s is below the minimum %s", tls.VersionName(o.MaxVersion), tls.VersionName(min))
+	}
+	roots := o.RootCAs
+	if roots == nil && o.CAFile != "" {
+		pool, err := LoadCAFile(o.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		roots = pool
+	}
+	pins, err := parsePins(o.Pins)
+	if err != nil {
+		return nil, err
+	}
+	name := o.ServerName
+	if name == "" {
+		name = host
+	}
+	v := &verifier{roots: roots, name: name, noName: o.NoServerNameCheck,
+		noChain: o.NoServerCertificateValidation, pins: pins, observe: o.Observe}
+	return &tls.Config{
+		ServerName:   name,
+		MinVersion:   min,
+		MaxVersion:   o.MaxVersion,
+		CipherSuites: o.CipherSuites,
+		Certificates: o.Certificates,
+		// Go's built-in verification cannot check the chain while skipping
+		// the name, so it is replaced by VerifyConnection, which does both
+		// with the same roots and reports them apart.
+		InsecureSkipVerify: true,
+		VerifyConnection:   v.verify,
+	}, nil
+}
+
+// LoadCAFile reads a PEM bundle into a pool.
+func LoadCAFile(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, mailsec.Errorf(mailsec.Config, "tls options", err, "cannot read CA file %s", path)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, mailsec.Errorf(mailsec.Config, "tls options", nil, "no PEM certificate in CA file %s", path)
+	}
+	return pool, nil
+}
+
+// ParseVersion maps "1.2" and "1.3" to their constants.
+func ParseVersion(s string) (uint16, error) {
+	switch strings.TrimPrefix(strings.ToLower(s), "tls") {
+	case "1.2":
+		return tls.VersionTLS12, nil
+	case "1.3":
+		return tls.VersionTLS13, nil
+	}
+	return 0, mailsec.Errorf(mailsec.Config, "tls options", nil, "unsupported TLS version %q (use 1.2 or 1.3)", s)
+}
+
+type verifier struct {
+	roots   *x509.CertPool
+	name    string
+	noName  bool
+	noChain bool
+	pins    [][]byte
+	observe func(tls.ConnectionState)
+}
+
+func (v *verifier) verify(cs tls.ConnectionState) error {
+	if v.observe != nil {
+		v.observe(cs)
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return &mailsec.Error{Code: mailsec.TLSCertificate, Op: "handshake", Detail: "the server sent no certificate"}
+	}
+	leaf := cs.PeerCertificates[0]
+	if !v.noChain {
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		if err != nil {
+			return chainError(leaf, err)
+		}
+	}
+	if !v.noName {
+		if err := leaf.VerifyHostname(v.name); err != nil {
+			return &mailsec.Error{Code: mailsec.TLSCertName, Op: "handshake",
+				Detail: fmt.Sprintf("certificate for %s does not match %q", certNames(leaf), v.name), Err: err}
+		}
+	}
+	if len(v.pins) > 0 {
+		sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+		for _, p := range v.pins {
+			if string(p) == string(sum[:]) {
+				return nil
+			}
+		}
+		return &mailsec.Error{Code: mailsec.TLSCertificate, Op: "handshake",
+			Detail: "the server key does not match the pin: its pin is sha256:" + base64.StdEncoding.EncodeToString(sum[:])}
+	}
+	return nil
+}
+
+func chainError(leaf *x509.Certificate, err error) error {
+	var ua x509.UnknownAuthorityError
+	var inv x509.CertificateInvalidError
+	detail := "the certificate chain does not verify"
+	switch {
+	case errors.As(err, &ua):
+		detail = fmt.Sprintf("certificate for %s is signed by an unknown authority (issuer %q)", certNames(leaf), leaf.Issuer.String())
+	case errors.As(err, &inv) && inv.Reason == x509.Expired:
+		detail = fmt.Sprintf("certificate for %s is expired or not yet valid (valid %s to %s)", certNames(leaf),
+			leaf.NotBefore.UTC().Format("2006-01-02"), leaf.NotAfter.UTC().Format("2006-01-02"))
+	}
+	return &mailsec.Error{Code: mailsec.TLSCertificate, Op: "handshake", Detail: detail, Err: err}
+}
+
+func certNames(c *x509.Certificate) string {
+	var names []string
+	names = append(names, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 {
+		return fmt.Sprintf("%q", c.Subject.CommonName)
+	}
+	return strings.Join(names, ", ")
+}
+
+func parsePins(pins []string) ([][]byte, error) {
+	var out [][]byte
+	for _, p := range pins {
+		b64, ok := strings.CutPrefix(p, "sha256:")
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if !ok || err != nil || len(raw) != sha256.Size {
+			return nil, mailsec.Errorf(mailsec.Config, "tls options", err, "pin %q is not sha256:BASE64 of 32 bytes", p)
+		}
+		out = append(out, raw)
+	}
+	return out, nil
+}
