@@ -376,3 +376,26 @@ func TestAddressInjectionRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestRefusedConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err = Dial(context.Background(), addr, clientOpts(Options{}))
+	codeIs(t, err, mailsec.TCPConnect)
+}
+
+func TestTLSVersionMismatch(t *testing.T) {
+	addr, _, done := scripted(t, func(p *peer) {
+		tc := tls.Server(p.conn, &tls.Config{Certificates: []tls.Certificate{pkiOnce().cert}, MaxVersion: tls.VersionTLS12})
+		tc.Handshake()
+	})
+	o := clientOpts(Options{TLSMode: TLSImplicit})
+	o.TLS.MinVersion = tls.VersionTLS13
+	_, err := Dial(context.Background(), addr, o)
+	codeIs(t, err, mailsec.TLSProtocol)
+	<-done
+}

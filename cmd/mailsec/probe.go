@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailsec/mailsec/smtp"
+	"github.com/mailsec/mailsec/tlsconf"
+)
+
+func init() { commands = append(commands, probeCmd()) }
+
+// probeStage is what the server announced at one point of the session.
+type probeStage struct {
+	Extensions []string `json:"extensions"`
+	StartTLS   bool     `json:"starttls"`
+	Auth       []string `json:"auth,omitempty"`
+}
+
+// probeResult is the --json output of probe.
+type probeResult struct {
+	OK        bool           `json:"ok"`
+	Server    string         `json:"server"`
+	Greeting  string         `json:"greeting,omitempty"`
+	BeforeTLS *probeStage    `json:"before_tls,omitempty"`
+	AfterTLS  *probeStage    `json:"after_tls,omitempty"`
+	TLS       *tlsconf.Facts `json:"tls,omitempty"`
+	Verified  bool           `json:"verified"`
+	Warnings  []string       `json:"warnings,omitempty"`
+	Error     *jsonError     `json:"error,omitempty"`
+}
+
+func probeCmd() *cobra.Command {
+	var cf connFlags
+	cmd := &cobra.Command{
+		Use:   "probe --server HOST:PORT",
+		Short: "Show what a server offers before and after TLS, and its certificate chain",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res := &probeResult{Server: cf.server}
+			err := runProbe(cmd.Context(), &cf, res)
+			res.OK = err == nil
+			res.Error = toJSONError(err)
+			if cf.json {
+				printJSON(res)
+			} else {
+				printProbe(res)
+			}
+			return err
+		},
+	}
+	cf.register(cmd.Flags(), "587")
+	return cmd
+}
+
+func runProbe(ctx context.Context, cf *connFlags, res *probeResult) error {
+	addr, port, err := cf.address("587")
+	if err != nil {
+		return err
+	}
+	res.Server = addr
+	opts, err := smtpOptions(ctx, cf, port)
+	if err != nil {
+		return err
+	}
+	// The probe never authenticates; it records the chain even when
+	// verification rejects it, so the user sees what was wrong.
+	opts.Auth = nil
+	opts.TLS.Observe = func(cs tls.ConnectionState) {
+		f := tlsconf.FactsOf(&cs)
+		res.TLS = &f
+	}
+	implicit := opts.TLSMode == smtp.TLSImplicit || (opts.TLSMode == smtp.TLSDefault && port == "465")
+	if !implicit {
+		opts.TLSMode = smtp.TLSNone
+	}
+	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	c, err := smtp.Dial(dctx, addr, opts)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	res.Greeting = c.Greeting()
+	if !implicit {
+		res.BeforeTLS = stage(c)
+		if len(res.BeforeTLS.Auth) > 0 {
+			res.Warnings = append(res.Warnings, "AUTH is offered before TLS ("+strings.Join(res.BeforeTLS.Auth, " ")+"): clients may send credentials in plain text")
+		}
+		if !res.BeforeTLS.StartTLS {
+			res.Warnings = append(res.Warnings, "STARTTLS is not offered: mail to this server travels in plain text")
+			return c.Quit(ctx)
+		}
+		if err := c.StartTLS(dctx); err != nil {
+			return err
+		}
+		if err := c.Requery(dctx); err != nil {
+			return err
+		}
+	}
+	res.AfterTLS = stage(c)
+	res.Verified = !cf.insecure && !cf.noNameCheck
+	if st := c.TLS(); st != nil {
+		f := tlsconf.FactsOf(st)
+		res.TLS = &f
+		if len(f.Chain) > 0 && time.Until(f.Chain[0].NotAfter) < 14*24*time.Hour {
+			res.Warnings = append(res.Warnings, "the server certificate expires on "+f.Chain[0].NotAfter.Format(time.DateOnly))
+		}
+	}
+	return c.Quit(ctx)
+}
+
+func stage(c *smtp.Client) *probeStage {
+	s := &probeStage{}
+	for k, v := range c.Extensions() {
+		s.Extensions = append(s.Extensions, strings.TrimSpace(k+" "+v))
+	}
+	sort.Strings(s.Extensions)
+	caps := c.Caps()
+	s.StartTLS, s.Auth = caps.StartTLS, caps.Auth
+	return s
+}
+
+func printProbe(r *probeResult) {
+	w := os.Stdout
+	fmt.Fprintf(w, "server    %s\n", r.Server)
+	if r.Greeting != "" {
+		fmt.Fprintf(w, "greeting  %s\n", r.Greeting)
+	}
+	for _, st := range []struct {
+		name string
+		s    *probeStage
+	}{{"before TLS", r.BeforeTLS}, {"after TLS", r.AfterTLS}} {
+		if st.s != nil {
+			fmt.Fprintf(w, "%s: %s\n", st.name, strings.Join(st.s.Extensions, ", "))
+		}
+	}
+	if r.TLS != nil {
+		fmt.Fprintf(w, "TLS       %s %s %s (verified: %v)\n", r.TLS.Version, r.TLS.CipherSuite, r.TLS.Group, r.Verified && r.OK)
+		for i, c := range r.TLS.Chain {
+			fmt.Fprintf(w, "  cert %d  %s\n          issuer %s, expires %s, %s\n", i, c.Subject, c.Issuer,
+				c.NotAfter.Format(time.DateOnly), c.SPKIPin)
+		}
+	}
+	for _, wn := range r.Warnings {
+		fmt.Fprintf(w, "WARNING   %s\n", wn)
+	}
+}
