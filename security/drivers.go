@@ -2,6 +2,7 @@ package security
 
 import (
 	"context"
+	"strings"
 
 	"github.com/mailsec/mailsec/sasl"
 	"github.com/mailsec/mailsec/tlsconf"
@@ -52,36 +53,48 @@ func (d *StartTLS) Info() map[string]string {
 	return tlsconf.FactsOf(st).Summary()
 }
 
-// Auth is an authentication driver for one SASL mechanism.
+// Auth is an authentication driver for one SASL mechanism, or, with an
+// empty Mechanism, for the strongest mechanism the server offers when the
+// driver is verified; placed after STARTTLS, that is the list the server
+// announces under TLS.
 type Auth struct {
-	// New makes a fresh mechanism for each attempt.
-	New func() (sasl.Client, error)
-	// Mechanism is the SASL name, used for verification.
+	// Mechanism is the SASL name; empty means the strongest usable one.
 	Mechanism string
-	used      string
+	// Cred are the credentials every attempt uses.
+	Cred sasl.Credentials
+	used string
 }
 
-// NewAuth returns a driver that authenticates with the named mechanism and
-// credentials.
+// NewAuth returns a driver that authenticates with the named mechanism
+// ("" for the strongest offered) and credentials.
 func NewAuth(mech string, cred sasl.Credentials) *Auth {
-	return &Auth{Mechanism: mech, New: func() (sasl.Client, error) { return sasl.NewClient(mech, cred) }}
+	return &Auth{Mechanism: strings.ToUpper(mech), Cred: cred}
 }
 
-// Name returns "AUTH " and the mechanism.
-func (d *Auth) Name() string { return "AUTH " + d.Mechanism }
+// Name returns "AUTH " and the mechanism, or "AUTH auto".
+func (d *Auth) Name() string {
+	if d.Mechanism == "" {
+		return "AUTH auto"
+	}
+	return "AUTH " + d.Mechanism
+}
 
 // Supported is true when the server offers the mechanism. A -PLUS mechanism
 // also needs TLS, since it binds to the TLS channel.
 func (d *Auth) Supported(c Caps, s sasl.ConnState) bool {
-	if !c.HasAuth(d.Mechanism) {
-		return false
+	if d.Mechanism == "" {
+		return sasl.Strongest(c.Auth, s, d.Cred) != ""
 	}
-	return !sasl.NeedsTLS(d.Mechanism) || s.TLS != nil
+	return c.HasAuth(d.Mechanism) && (!sasl.NeedsTLS(d.Mechanism) || s.TLS != nil)
 }
 
-// Open runs the exchange.
+// Open picks the mechanism when it is automatic and runs the exchange.
 func (d *Auth) Open(ctx context.Context, c Conn) error {
-	m, err := d.New()
+	mech := d.Mechanism
+	if mech == "" {
+		mech = sasl.Strongest(c.Caps().Auth, c.State(), d.Cred)
+	}
+	m, err := sasl.NewClient(mech, d.Cred)
 	if err != nil {
 		return err
 	}
@@ -97,48 +110,6 @@ func (d *Auth) Close(context.Context, Conn) error { return nil }
 
 // Info reports the mechanism used.
 func (d *Auth) Info() map[string]string {
-	if d.used == "" {
-		return nil
-	}
-	return map[string]string{"mechanism": d.used}
-}
-
-// AutoAuth authenticates with the strongest mechanism the server offers at
-// the time it is verified, which, placed after STARTTLS, is the list the
-// server announces under TLS.
-type AutoAuth struct {
-	Cred sasl.Credentials
-	used string
-}
-
-// Name returns "AUTH auto".
-func (d *AutoAuth) Name() string { return "AUTH auto" }
-
-// Supported is true when some offered mechanism is usable with the
-// credentials on this connection.
-func (d *AutoAuth) Supported(c Caps, s sasl.ConnState) bool {
-	return sasl.Strongest(c.Auth, s, d.Cred) != ""
-}
-
-// Open picks the mechanism and runs the exchange.
-func (d *AutoAuth) Open(ctx context.Context, c Conn) error {
-	mech := sasl.Strongest(c.Caps().Auth, c.State(), d.Cred)
-	m, err := sasl.NewClient(mech, d.Cred)
-	if err != nil {
-		return err
-	}
-	if err := c.Authenticate(ctx, m); err != nil {
-		return err
-	}
-	d.used = m.Name()
-	return nil
-}
-
-// Close has nothing to do.
-func (d *AutoAuth) Close(context.Context, Conn) error { return nil }
-
-// Info reports the mechanism chosen.
-func (d *AutoAuth) Info() map[string]string {
 	if d.used == "" {
 		return nil
 	}

@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"unicode/utf8"
 
@@ -51,6 +52,11 @@ func checkAddress(addr string, nullOK bool) (utf8Needed bool, err error) {
 			return false, bad("control character")
 		case r >= 0x80:
 			utf8Needed = true
+		case quoted && (r == '<' || r == '>'):
+			// Legal in a quoted string, but a server that scans for the
+			// first ">" would end the path there and read the rest as
+			// parameters: refused, as no real mailbox needs it.
+			return false, bad("angle bracket in quoted local part")
 		case quoted:
 			if r == '"' && i != 0 && i != len(local)-1 && local[i-1] != '\\' {
 				return false, bad("unescaped quote in quoted local part")
@@ -63,7 +69,12 @@ func checkAddress(addr string, nullOK bool) (utf8Needed bool, err error) {
 		return false, bad("dots misplaced in local part")
 	}
 	if strings.HasPrefix(domain, "[") {
-		if !strings.HasSuffix(domain, "]") || strings.ContainsAny(domain[1:len(domain)-1], "[]\\ \r\n") {
+		// RFC 5321 section 4.1.3: an IPv4 literal or "IPv6:" and an IPv6
+		// address; general literals have no use in mail today.
+		lit := strings.TrimSuffix(domain[1:], "]")
+		v6, isV6 := strings.CutPrefix(lit, "IPv6:")
+		ip := net.ParseIP(v6)
+		if len(lit) != len(domain)-2 || ip == nil || isV6 == (ip.To4() != nil) || strings.Contains(v6, "%") {
 			return false, bad("malformed address literal")
 		}
 		return utf8Needed, nil

@@ -210,14 +210,16 @@ func defaultContext(mode TLSMode, o *Options) (*security.Context, error) {
 		sc.Add(security.NewStartTLS(), security.Optional)
 	}
 	if o.Auth != nil {
-		if o.Mechanism == "" || strings.EqualFold(o.Mechanism, "auto") {
-			sc.Add(&security.AutoAuth{Cred: *o.Auth}, security.Mandatory)
-		} else {
-			if _, err := sasl.NewClient(o.Mechanism, *o.Auth); err != nil {
+		mech := o.Mechanism
+		if strings.EqualFold(mech, "auto") {
+			mech = ""
+		}
+		if mech != "" {
+			if _, err := sasl.NewClient(mech, *o.Auth); err != nil {
 				return nil, err
 			}
-			sc.Add(security.NewAuth(strings.ToUpper(o.Mechanism), *o.Auth), security.Mandatory)
 		}
+		sc.Add(security.NewAuth(mech, *o.Auth), security.Mandatory)
 	}
 	return sc, nil
 }
