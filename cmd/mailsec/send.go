@@ -32,10 +32,13 @@ type sendResult struct {
 
 func sendCmd() *cobra.Command {
 	var (
-		cf    connFlags
-		from  string
-		to    []string
-		check bool
+		cf        connFlags
+		from      string
+		to        []string
+		check     bool
+		fromHdrs  bool
+		cs        composeSpec
+		composing bool
 	)
 	cmd := &cobra.Command{
 		Use:   "send --server HOST:PORT --from ADDR [--to ADDR]... [RCPT...] < message",
@@ -45,11 +48,33 @@ func sendCmd() *cobra.Command {
 			if from == "" {
 				return usageError{fmt.Errorf("--from is required")}
 			}
+			fl := cmd.Flags()
+			composing = fl.Changed("subject") || fl.Changed("body") || fl.Changed("attach")
+			var in io.Reader = os.Stdin
+			switch {
+			case composing && fromHdrs:
+				return usageError{fmt.Errorf("-t reads recipients from a message on stdin; it does not go with --subject/--body/--attach")}
+			case composing:
+				cs.from, cs.to = from, rcpts
+				f, err := compose(cs)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			case fromHdrs:
+				hdr, f, err := headerRecipients(os.Stdin)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				rcpts, in = append(rcpts, hdr...), f
+			}
 			if len(rcpts) == 0 && !check {
 				return usageError{fmt.Errorf("no recipients: give --to ADDR or recipients as arguments")}
 			}
 			res := &sendResult{Server: cf.server}
-			err := runSend(cmd.Context(), &cf, from, rcpts, check, os.Stdin, res)
+			err := runSend(cmd.Context(), &cf, from, rcpts, check, in, res)
 			res.OK = err == nil
 			res.Error = toJSONError(err)
 			if cf.json {
@@ -62,6 +87,10 @@ func sendCmd() *cobra.Command {
 	cmd.Flags().StringVar(&from, "from", "", "envelope sender")
 	cmd.Flags().StringArrayVar(&to, "to", nil, "envelope recipient; repeatable")
 	cmd.Flags().BoolVar(&check, "check", false, "connect, secure and authenticate, then stop without sending")
+	cmd.Flags().BoolVarP(&fromHdrs, "read-recipients", "t", false, "add the To, Cc and Bcc addresses of the message as recipients and drop its Bcc header")
+	cmd.Flags().StringVar(&cs.subject, "subject", "", "compose a message with this subject instead of reading stdin")
+	cmd.Flags().StringVar(&cs.body, "body", "", "text of the composed message")
+	cmd.Flags().StringArrayVar(&cs.attach, "attach", nil, "file to attach to the composed message; repeatable")
 	return cmd
 }
 

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mailsec/mailsec"
+)
+
+// composeSpec is a message built from flags instead of read from stdin.
+type composeSpec struct {
+	from, subject, body string
+	to                  []string
+	attach              []string
+}
+
+// compose writes an RFC 5322 message with a text part and the attachments
+// into a private temporary file and returns it positioned at the start.
+func compose(s composeSpec) (*os.File, error) {
+	f, err := os.CreateTemp("", "mailsec-compose-*")
+	if err != nil {
+		return nil, mailsec.Errorf(mailsec.Data, "compose", err, "cannot create a temporary file")
+	}
+	os.Remove(f.Name())
+	if err := writeComposed(f, s); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, mailsec.Errorf(mailsec.Data, "compose", err, "cannot rewind the message")
+	}
+	return f, nil
+}
+
+func writeComposed(w io.Writer, s composeSpec) error {
+	bw := bufio.NewWriter(w)
+	id := make([]byte, 12)
+	rand.Read(id)
+	domain := "localhost"
+	if at := strings.LastIndexByte(s.from, '@'); at >= 0 {
+		domain = s.from[at+1:]
+	}
+	h := [][2]string{
+		{"From", s.from},
+		{"To", strings.Join(s.to, ", ")},
+		{"Subject", mime.QEncoding.Encode("utf-8", s.subject)},
+		{"Date", time.Now().Format(time.RFC1123Z)},
+		{"Message-ID", "<" + hex.EncodeToString(id) + "@" + domain + ">"},
+		{"MIME-Version", "1.0"},
+	}
+	for _, kv := range h {
+		fmt.Fprintf(bw, "%s: %s\r\n", kv[0], kv[1])
+	}
+	text := func(pw io.Writer) error {
+		qp := quotedprintable.NewWriter(pw)
+		if _, err := io.WriteString(qp, s.body); err != nil {
+			return err
+		}
+		return qp.Close()
+	}
+	if len(s.attach) == 0 {
+		fmt.Fprint(bw, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+		if err := text(bw); err != nil {
+			return mailsec.Errorf(mailsec.Data, "compose", err, "cannot write the body")
+		}
+		fmt.Fprint(bw, "\r\n")
+		return flushErr(bw)
+	}
+	mw := multipart.NewWriter(bw)
+	fmt.Fprintf(bw, "Content-Type: multipart/mixed; boundary=%q\r\n\r\n", mw.Boundary())
+	pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/plain; charset=utf-8"},
+		"Content-Transfer-Encoding": {"quoted-printable"}})
+	if err == nil {
+		err = text(pw)
+	}
+	for _, path := range s.attach {
+		if err != nil {
+			break
+		}
+		err = attach(mw, path)
+	}
+	if err == nil {
+		err = mw.Close()
+	}
+	if err != nil {
+		return mailsec.Errorf(mailsec.Data, "compose", err, "cannot build the message")
+	}
+	return flushErr(bw)
+}
+
+// attach streams one file as a base64 part.
+func attach(mw *multipart.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ctype := mime.TypeByExtension(filepath.Ext(path))
+	if ctype == "" {
+		ctype = "application/octet-stream"
+	}
+	name := filepath.Base(path)
+	pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {ctype},
+		"Content-Transfer-Encoding": {"base64"},
+		"Content-Disposition":       {mime.FormatMediaType("attachment", map[string]string{"filename": name})}})
+	if err != nil {
+		return err
+	}
+	// 76-character lines (RFC 2045 section 6.8).
+	enc := base64.NewEncoder(base64.StdEncoding, &lineWrapper{w: pw})
+	if _, err := io.Copy(enc, f); err != nil {
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	_, err = io.WriteString(pw, "\r\n")
+	return err
+}
+
+// lineWrapper breaks its input into CRLF-terminated lines of 76 octets.
+type lineWrapper struct {
+	w   io.Writer
+	col int
+}
+
+func (l *lineWrapper) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(76-l.col, len(p))
+		if _, err := l.w.Write(p[:k]); err != nil {
+			return n, err
+		}
+		n, p, l.col = n+k, p[k:], l.col+k
+		if l.col == 76 {
+			if _, err := io.WriteString(l.w, "\r\n"); err != nil {
+				return n, err
+			}
+			l.col = 0
+		}
+	}
+	return n, nil
+}
+
+func flushErr(bw *bufio.Writer) error {
+	if err := bw.Flush(); err != nil {
+		return mailsec.Errorf(mailsec.Data, "compose", err, "cannot write the message")
+	}
+	return nil
+}
+
+// headerRecipients reads To, Cc and Bcc from the message header (sendmail's
+// -t) and returns the addresses and the message without its Bcc fields, so
+// that blind copies stay blind.
+func headerRecipients(msg io.Reader) ([]string, *os.File, error) {
+	br := bufio.NewReader(msg)
+	out, err := os.CreateTemp("", "mailsec-t-*")
+	if err != nil {
+		return nil, nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot create a temporary file")
+	}
+	os.Remove(out.Name())
+	bw := bufio.NewWriter(out)
+	var rcpts []string
+	var field strings.Builder
+	inBcc := false
+	flush := func() error {
+		name, value, ok := strings.Cut(field.String(), ":")
+		field.Reset()
+		if !ok {
+			return nil
+		}
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "to", "cc", "bcc":
+			list, err := mail.ParseAddressList(strings.TrimSpace(value))
+			if err != nil {
+				return mailsec.Errorf(mailsec.Data, "-t", err, "cannot parse the %s header", strings.TrimSpace(name))
+			}
+			for _, a := range list {
+				rcpts = append(rcpts, a.Address)
+			}
+		}
+		return nil
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if line == "" && err != nil {
+			break
+		}
+		trimmed := strings.TrimRight(line, "\r\n")
+		if trimmed == "" {
+			if ferr := flush(); ferr != nil {
+				out.Close()
+				return nil, nil, ferr
+			}
+			bw.WriteString(line)
+			break
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			if ferr := flush(); ferr != nil {
+				out.Close()
+				return nil, nil, ferr
+			}
+			inBcc = strings.HasPrefix(strings.ToLower(trimmed), "bcc:")
+		}
+		field.WriteString(trimmed)
+		if !inBcc {
+			bw.WriteString(line)
+		}
+		if err != nil {
+			if ferr := flush(); ferr != nil {
+				out.Close()
+				return nil, nil, ferr
+			}
+			break
+		}
+	}
+	if _, err := io.Copy(bw, br); err != nil {
+		out.Close()
+		return nil, nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot read the message")
+	}
+	if err := bw.Flush(); err != nil {
+		out.Close()
+		return nil, nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot write the message")
+	}
+	if _, err := out.Seek(0, io.SeekStart); err != nil {
+		out.Close()
+		return nil, nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot rewind the message")
+	}
+	return rcpts, out, nil
+}
