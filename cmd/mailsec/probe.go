@@ -60,18 +60,13 @@ func probeCmd() *cobra.Command {
 }
 
 func runProbe(ctx context.Context, cf *connFlags, res *probeResult) error {
-	addr, port, err := cf.address("587")
+	// The probe never authenticates; it records the chain even when
+	// verification rejects it, so the user sees what was wrong.
+	addr, port, opts, err := smtpOptions(ctx, cf, false)
 	if err != nil {
 		return err
 	}
 	res.Server = addr
-	opts, err := smtpOptions(ctx, cf, port)
-	if err != nil {
-		return err
-	}
-	// The probe never authenticates; it records the chain even when
-	// verification rejects it, so the user sees what was wrong.
-	opts.Auth = nil
 	opts.TLS.Observe = func(cs tls.ConnectionState) {
 		f := tlsconf.FactsOf(&cs)
 		res.TLS = &f

@@ -95,15 +95,11 @@ func sendCmd() *cobra.Command {
 }
 
 func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, check bool, in io.Reader, res *sendResult) error {
-	addr, port, err := cf.address("587")
+	addr, _, opts, err := smtpOptions(ctx, cf, true)
 	if err != nil {
 		return err
 	}
 	res.Server = addr
-	opts, err := smtpOptions(ctx, cf, port)
-	if err != nil {
-		return err
-	}
 	msg, size, eightBit, cleanup, err := spool(in)
 	if err != nil {
 		return err
@@ -142,27 +138,33 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 	return nil
 }
 
-// smtpOptions turns the flags into client options.
-func smtpOptions(ctx context.Context, cf *connFlags, port string) (*smtp.Options, error) {
+// smtpOptions turns the flags into the server address, its port and the
+// client options; withAuth gathers the credentials too.
+func smtpOptions(ctx context.Context, cf *connFlags, withAuth bool) (string, string, *smtp.Options, error) {
+	addr, port, err := cf.address("587")
+	if err != nil {
+		return "", "", nil, err
+	}
 	mode, err := smtp.ParseTLSMode(cf.tlsMode)
 	if err != nil {
-		return nil, usageError{err}
+		return "", "", nil, usageError{err}
 	}
 	tlsOpts, err := cf.tlsOptions()
 	if err != nil {
-		return nil, err
-	}
-	cred, mech, err := cf.credentials(ctx)
-	if err != nil {
-		return nil, err
+		return "", "", nil, err
 	}
 	logger, err := cf.logger()
 	if err != nil {
-		return nil, err
+		return "", "", nil, err
 	}
-	return &smtp.Options{TLSMode: mode, TLS: tlsOpts, Auth: cred, Mechanism: mech,
-		AllowPlaintextAuth: cf.plaintextAuth, CommandTimeout: cf.timeout, Logger: logger,
-		Transcript: cf.transcriptWriter()}, nil
+	o := &smtp.Options{TLSMode: mode, TLS: tlsOpts, AllowPlaintextAuth: cf.plaintextAuth,
+		CommandTimeout: cf.timeout, Logger: logger, Transcript: cf.transcriptWriter()}
+	if withAuth {
+		if o.Auth, o.Mechanism, err = cf.credentials(ctx); err != nil {
+			return "", "", nil, err
+		}
+	}
+	return addr, port, o, nil
 }
 
 // spool makes the message seekable and measured so that SIZE (RFC 1870) and
