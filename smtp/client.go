@@ -121,6 +121,7 @@ type Client struct {
 	sc        *security.Context
 	broken    error // set when the session can no longer be used
 	chunkBuf  []byte
+	copyBuf   []byte
 }
 
 // Dial connects to addr ("host:port"), reads the greeting, says EHLO and

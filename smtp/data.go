@@ -17,10 +17,9 @@ var crlf = []byte("\r\n")
 // endings that SMTP smuggling relies on) and, when stuff is set, a dot
 // doubled at the start of each line (RFC 5321 section 4.5.2). The result
 // always ends in CRLF unless it is empty. It returns the octets written.
-// Memory use is one buffer, whatever the message size.
-func copyMessage(dst io.Writer, src io.Reader, stuff, allowLong bool) (int64, error) {
+// Memory use is buf, whatever the message size.
+func copyMessage(dst io.Writer, src io.Reader, buf []byte, stuff, allowLong bool) (int64, error) {
 	var (
-		buf     = make([]byte, 64*1024)
 		written int64
 		atStart = true
 		prevCR  = false

@@ -59,7 +59,7 @@ func FuzzCopyMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var out bytes.Buffer
-		if _, err := copyMessage(&out, bytes.NewReader(in), true, true); err != nil {
+		if _, err := copyMessage(&out, bytes.NewReader(in), make([]byte, 7), true, true); err != nil {
 			t.Fatal(err)
 		}
 		b := out.Bytes()

@@ -1,7 +1,6 @@
 package smtp
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -260,7 +259,7 @@ func (c *Client) abort(ctx context.Context, replies []*Reply, chunking bool, cau
 func (c *Client) data(ctx context.Context, msg io.Reader) (*Reply, int64, error) {
 	done := c.guard(ctx, 2)
 	defer done()
-	n, err := copyMessage(c.w, msg, true, c.opts.AllowLongLines)
+	n, err := copyMessage(c.w, msg, c.readBuf(), true, c.opts.AllowLongLines)
 	if err != nil {
 		// The end-of-data mark was not sent, so closing the connection
 		// makes the server drop the partial message (RFC 5321 section
@@ -297,11 +296,7 @@ func (c *Client) bdat(ctx context.Context, msg io.Reader, sizeHint int64) (*Repl
 		c.chunkBuf = make([]byte, 0, size)
 	}
 	cw := &chunker{c: c, ctx: ctx, buf: c.chunkBuf[:0]}
-	bw := bufio.NewWriterSize(cw, 32*1024)
-	n, err := copyMessage(bw, msg, false, c.opts.AllowLongLines)
-	if err == nil {
-		err = bw.Flush()
-	}
+	n, err := copyMessage(cw, msg, c.readBuf(), false, c.opts.AllowLongLines)
 	if err != nil {
 		if cw.refused != nil {
 			return nil, n, cw.refused
@@ -310,6 +305,15 @@ func (c *Client) bdat(ctx context.Context, msg io.Reader, sizeHint int64) (*Repl
 	}
 	rep, err := cw.send(true)
 	return rep, n, err
+}
+
+// readBuf returns the session's message read buffer, reused by every
+// transaction so that a session sending many messages allocates it once.
+func (c *Client) readBuf() []byte {
+	if c.copyBuf == nil {
+		c.copyBuf = make([]byte, 64*1024)
+	}
+	return c.copyBuf
 }
 
 // chunker collects normalised message octets and sends each full chunk as a
