@@ -46,6 +46,19 @@ const (
 	TLSNone
 )
 
+// For resolves TLSDefault for a port: implicit TLS on 465 (RFC 8314
+// section 3.3), mandatory STARTTLS elsewhere. Other modes are returned as
+// they are.
+func (m TLSMode) For(port int) TLSMode {
+	switch {
+	case m != TLSDefault:
+		return m
+	case port == 465:
+		return TLSImplicit
+	}
+	return TLSStartTLS
+}
+
 // ParseTLSMode maps the CLI spellings to modes.
 func ParseTLSMode(s string) (TLSMode, error) {
 	switch s {
@@ -136,13 +149,7 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 		return nil, mailsec.Errorf(mailsec.Config, "dial", err, "server address %q is not host:port", addr)
 	}
 	port, _ := strconv.Atoi(portStr)
-	mode := o.TLSMode
-	if mode == TLSDefault {
-		mode = TLSStartTLS
-		if port == 465 {
-			mode = TLSImplicit
-		}
-	}
+	mode := o.TLSMode.For(port)
 	tcfg, err := o.TLS.Config(host)
 	if err != nil {
 		return nil, err

@@ -71,13 +71,13 @@ func runProbe(ctx context.Context, cf *connFlags, res *probeResult) error {
 		f := tlsconf.FactsOf(&cs)
 		res.TLS = &f
 	}
-	implicit := opts.TLSMode == smtp.TLSImplicit || (opts.TLSMode == smtp.TLSDefault && port == "465")
+	implicit := opts.TLSMode.For(port) == smtp.TLSImplicit
 	if !implicit {
+		// STARTTLS is run by hand below, to see the capabilities on
+		// both sides of it.
 		opts.TLSMode = smtp.TLSNone
 	}
-	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	c, err := smtp.Dial(dctx, addr, opts)
+	c, err := connect(ctx, cf, addr, opts)
 	if err != nil {
 		return err
 	}
@@ -92,10 +92,10 @@ func runProbe(ctx context.Context, cf *connFlags, res *probeResult) error {
 			res.Warnings = append(res.Warnings, "STARTTLS is not offered: mail to this server travels in plain text")
 			return c.Quit(ctx)
 		}
-		if err := c.StartTLS(dctx); err != nil {
+		if err := c.StartTLS(ctx); err != nil {
 			return err
 		}
-		if err := c.Requery(dctx); err != nil {
+		if err := c.Requery(ctx); err != nil {
 			return err
 		}
 	}

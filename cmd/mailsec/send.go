@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -32,13 +33,12 @@ type sendResult struct {
 
 func sendCmd() *cobra.Command {
 	var (
-		cf        connFlags
-		from      string
-		to        []string
-		check     bool
-		fromHdrs  bool
-		cs        composeSpec
-		composing bool
+		cf       connFlags
+		from     string
+		to       []string
+		check    bool
+		fromHdrs bool
+		cs       composeSpec
 	)
 	cmd := &cobra.Command{
 		Use:   "send --server HOST:PORT --from ADDR [--to ADDR]... [RCPT...] < message",
@@ -49,7 +49,7 @@ func sendCmd() *cobra.Command {
 				return usageError{fmt.Errorf("--from is required")}
 			}
 			fl := cmd.Flags()
-			composing = fl.Changed("subject") || fl.Changed("body") || fl.Changed("attach")
+			composing := fl.Changed("subject") || fl.Changed("body") || fl.Changed("attach")
 			var in io.Reader = os.Stdin
 			switch {
 			case composing && fromHdrs:
@@ -105,9 +105,7 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 		return err
 	}
 	defer cleanup()
-	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	c, err := smtp.Dial(dctx, addr, opts)
+	c, err := connect(ctx, cf, addr, opts)
 	if err != nil {
 		return err
 	}
@@ -140,31 +138,40 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 
 // smtpOptions turns the flags into the server address, its port and the
 // client options; withAuth gathers the credentials too.
-func smtpOptions(ctx context.Context, cf *connFlags, withAuth bool) (string, string, *smtp.Options, error) {
-	addr, port, err := cf.address("587")
+func smtpOptions(ctx context.Context, cf *connFlags, withAuth bool) (string, int, *smtp.Options, error) {
+	addr, portStr, err := cf.address("587")
 	if err != nil {
-		return "", "", nil, err
+		return "", 0, nil, err
 	}
+	port, _ := strconv.Atoi(portStr)
 	mode, err := smtp.ParseTLSMode(cf.tlsMode)
 	if err != nil {
-		return "", "", nil, usageError{err}
+		return "", 0, nil, usageError{err}
 	}
 	tlsOpts, err := cf.tlsOptions()
 	if err != nil {
-		return "", "", nil, err
+		return "", 0, nil, err
 	}
 	logger, err := cf.logger()
 	if err != nil {
-		return "", "", nil, err
+		return "", 0, nil, err
 	}
 	o := &smtp.Options{TLSMode: mode, TLS: tlsOpts, AllowPlaintextAuth: cf.plaintextAuth,
 		CommandTimeout: cf.timeout, Logger: logger, Transcript: cf.transcriptWriter()}
 	if withAuth {
 		if o.Auth, o.Mechanism, err = cf.credentials(ctx); err != nil {
-			return "", "", nil, err
+			return "", 0, nil, err
 		}
 	}
 	return addr, port, o, nil
+}
+
+// connect dials and secures the session within --timeout; the commands
+// after it are bounded one by one by the same limit (Options.CommandTimeout).
+func connect(ctx context.Context, cf *connFlags, addr string, opts *smtp.Options) (*smtp.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	return smtp.Dial(dctx, addr, opts)
 }
 
 // spool makes the message seekable and measured so that SIZE (RFC 1870) and
