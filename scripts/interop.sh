@@ -9,6 +9,10 @@
 #   INTEROP_KEEP=1    keep the work dir even when everything passed
 #   INTEROP_REF=0     skip the reference-client (msmtp) checks
 #   INTEROP_MAILSEC=/path/to/mailsec   test that binary instead of building one
+#   INTEROP_PEERS=DIR use peers already running from "scripts/peers.sh start DIR"
+#   INTEROP_SECTIONS="smtp pop3 ..."   run only these sections (default: all);
+#                     "smtp" is the send checks below, the others are the
+#                     files scripts/interop.d/NAME.sh
 #
 # Prints one line per check, "PASS name" or "FAIL name: reason" ("SKIP name:
 # reason" lines do not count), then exactly "N passed, M failed"; exits 1 if
@@ -61,9 +65,11 @@ rm -f "$BIN"
 PASSED=0
 FAILED=0
 PEERS_STARTED=0
+EXTRA_CLEANUP=()
 
 cleanup() {
-  local rc=$?
+  local rc=$? c
+  for c in "${EXTRA_CLEANUP[@]}"; do eval "$c" >>"$LOGS/cleanup.log" 2>&1 || true; done
   if ((PEERS_STARTED)); then
     "$PEERS" stop "$W" >>"$LOGS/peers-stop.log" 2>&1 || echo "# warning: peers.sh stop failed, see $LOGS/peers-stop.log" >&2
   fi
@@ -461,14 +467,21 @@ start_peers() {
   "$PEERS" start "$W" >"$LOGS/peers-start.log" 2>&1 ||
     why "scripts/peers.sh start failed: $(grep -v '^[A-Z_]*=' "$LOGS/peers-start.log" | tail -n 3 | tr '\n' ' ')"
 }
-PEERS_STARTED=1 # stop them at exit even if start failed half-way
-check peers start_peers
-if [[ ! -r $W/env ]]; then
+# INTEROP_PEERS=DIR uses peers already started with "scripts/peers.sh start
+# DIR" and leaves them running (several runs can then share one instance).
+PEERS_ENV=$W/env
+if [[ -n ${INTEROP_PEERS:-} ]]; then
+  PEERS_ENV=$INTEROP_PEERS/env
+else
+  PEERS_STARTED=1 # stop them at exit even if start failed half-way
+  check peers start_peers
+fi
+if [[ ! -r $PEERS_ENV ]]; then
   echo "$PASSED passed, $FAILED failed"
   exit 1
 fi
 # shellcheck disable=SC1091
-source "$W/env"
+source "$PEERS_ENV"
 command -v jq >/dev/null || { echo "FAIL jq: not installed"; FAILED=$((FAILED + 1)); }
 
 MECHS=(plain login cram-md5 scram-sha-1 scram-sha-256)
@@ -476,6 +489,10 @@ if [[ " $SASL_MECHS " == *" ntlm "* ]]; then
   MECHS+=(ntlm)
 fi
 
+# want SECTION: true if INTEROP_SECTIONS is unset or names SECTION
+want() { [[ -z ${INTEROP_SECTIONS:-} || " $INTEROP_SECTIONS " == *" $1 "* ]]; }
+
+if want smtp; then
 # Reference client: proves the peers and the checks themselves are sound.
 if [[ ${INTEROP_REF:-1} != 0 ]]; then
   for mech in "${MECHS[@]}"; do
@@ -521,6 +538,21 @@ check starttls-optional-upgrades t_deliver mailsec "$SMTP_MX_PORT" optional-tls 
 # g. transcripts never carry the secret
 check transcript-no-secret-plain t_no_secret_transcript plain
 check transcript-no-secret-login t_no_secret_transcript login
+fi
+
+# Further sections, one file each: they use check, skip, why, mkmsg, newid,
+# $BIN, $W, $LOGS, $MSGS and the peers' env file, and start any extra peer
+# they need themselves (on loopback high ports, stopped by their own trap
+# helper on_exit).
+on_exit() { EXTRA_CLEANUP+=("$*"); }
+for f in "$REPO"/scripts/interop.d/*.sh; do
+  [[ -e $f ]] || continue
+  sec=$(basename "$f" .sh)
+  want "$sec" || continue
+  echo "# section $sec"
+  # shellcheck disable=SC1090
+  source "$f"
+done
 
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))
