@@ -42,9 +42,13 @@ type connFlags struct {
 	transcript    bool
 	logLevel      string
 	plaintextAuth bool
+	acctFlags
 }
 
 func (f *connFlags) register(fs *pflag.FlagSet, defaultPort string) {
+	f.flags, f.defaultPort = fs, defaultPort
+	fs.StringVarP(&f.accountName, "account", "a", "", "take settings from this account of the configuration file (msmtp syntax; see --config)")
+	fs.StringVar(&f.configFile, "config", "", "configuration file with named accounts (default: $XDG_CONFIG_HOME/mailsec/config, else msmtp's ~/.config/msmtp/config or ~/.msmtprc)")
 	fs.StringVar(&f.server, "server", "", "server as HOST:PORT (port defaults to "+defaultPort+")")
 	fs.StringVar(&f.tlsMode, "tls", "", "implicit|starttls|starttls-optional|none (default: implicit on 465/995, else starttls)")
 	fs.StringVar(&f.auth, "auth", "", "auto|none|plain|login|cram-md5|xoauth2|oauthbearer|scram-sha-1|scram-sha-256|scram-sha-256-plus|ntlm (default: auto with --user, else none)")
@@ -68,6 +72,9 @@ func (f *connFlags) register(fs *pflag.FlagSet, defaultPort string) {
 
 // address returns HOST:PORT, adding the default port when none is given.
 func (f *connFlags) address(defaultPort string) (string, string, error) {
+	if err := f.resolve(); err != nil {
+		return "", "", err
+	}
 	if f.server == "" {
 		return "", "", usageError{fmt.Errorf("--server HOST[:PORT] is required")}
 	}
@@ -111,7 +118,7 @@ func (f *connFlags) credentials(ctx context.Context) (*sasl.Credentials, string,
 	mech := strings.ToLower(f.auth)
 	if mech == "" {
 		mech = "auto"
-		if f.user == "" && f.tokenCmd == "" {
+		if f.user == "" && f.tokenCmd == "" && f.acct.tokenEval == "" {
 			mech = "none"
 		}
 	}
@@ -128,12 +135,17 @@ func (f *connFlags) credentials(ctx context.Context) (*sasl.Credentials, string,
 		cred.Token, err = secretFromCmd(ctx, f.tokenCmd)
 	case f.passwordCmd != "":
 		cred.Password, err = secretFromCmd(ctx, f.passwordCmd)
-	default:
+	case os.Getenv("MAILSEC_PASSWORD") != "":
 		cred.Password = os.Getenv("MAILSEC_PASSWORD")
-		if cred.Password == "" {
-			err = mailsec.Errorf(mailsec.Config, "credentials", nil,
-				"no secret for %s: set MAILSEC_PASSWORD, --password-cmd or --token-cmd (secrets are never taken from the command line)", f.user)
-		}
+	case f.acct.tokenEval != "":
+		cred.Token, err = secretFromCmd(ctx, f.acct.tokenEval)
+	case f.acct.passwordEval != "":
+		cred.Password, err = secretFromCmd(ctx, f.acct.passwordEval)
+	case f.acct.password != "":
+		cred.Password = f.acct.password
+	default:
+		err = mailsec.Errorf(mailsec.Config, "credentials", nil,
+			"no secret for %s: set MAILSEC_PASSWORD, --password-cmd or --token-cmd, or give the account password or passwordeval (secrets are never taken from the command line)", f.user)
 	}
 	if err != nil {
 		return nil, "", err

@@ -23,10 +23,16 @@ func toJSONError(err error) *jsonError {
 		return nil
 	}
 	je := &jsonError{Message: err.Error(), Exit: exitCode(err)}
-	var me *mailsec.Error
-	if errors.As(err, &me) {
+	var (
+		me *mailsec.Error
+		ue usageError
+	)
+	switch {
+	case errors.As(err, &me):
 		je.Code, je.Number, je.Op, je.Reply = me.Code.String(), int(me.Code), me.Op, me.Reply
-	} else {
+	case errors.As(err, &ue):
+		je.Code = "Usage"
+	default:
 		je.Code = "Internal"
 	}
 	return je

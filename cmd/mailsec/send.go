@@ -44,37 +44,46 @@ func sendCmd() *cobra.Command {
 		Use:   "send --server HOST:PORT --from ADDR [--to ADDR]... [RCPT...] < message",
 		Short: "Send one RFC 5322 message read from stdin",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rcpts := append(append([]string(nil), to...), args...)
-			if from == "" {
-				return usageError{fmt.Errorf("--from is required")}
-			}
-			fl := cmd.Flags()
-			composing := fl.Changed("subject") || fl.Changed("body") || fl.Changed("attach")
-			var in io.Reader = os.Stdin
-			switch {
-			case composing && fromHdrs:
-				return usageError{fmt.Errorf("-t reads recipients from a message on stdin; it does not go with --subject/--body/--attach")}
-			case composing:
-				cs.from, cs.to = from, rcpts
-				f, err := compose(cs)
-				if err != nil {
+			res := &sendResult{}
+			err := func() error {
+				rcpts := append(append([]string(nil), to...), args...)
+				if err := cf.resolve(); err != nil {
 					return err
 				}
-				defer f.Close()
-				in = f
-			case fromHdrs:
-				hdr, f, err := headerRecipients(os.Stdin)
-				if err != nil {
-					return err
+				if from == "" {
+					from = cf.acctFrom
 				}
-				defer f.Close()
-				rcpts, in = append(rcpts, hdr...), f
-			}
-			if len(rcpts) == 0 && !check {
-				return usageError{fmt.Errorf("no recipients: give --to ADDR or recipients as arguments")}
-			}
-			res := &sendResult{Server: cf.server}
-			err := runSend(cmd.Context(), &cf, from, rcpts, check, in, res)
+				if from == "" {
+					return usageError{fmt.Errorf("--from is required (or \"from\" in the account)")}
+				}
+				fl := cmd.Flags()
+				composing := fl.Changed("subject") || fl.Changed("body") || fl.Changed("attach")
+				var in io.Reader = os.Stdin
+				switch {
+				case composing && fromHdrs:
+					return usageError{fmt.Errorf("-t reads recipients from a message on stdin; it does not go with --subject/--body/--attach")}
+				case composing:
+					cs.from, cs.to = from, rcpts
+					f, err := compose(cs)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					in = f
+				case fromHdrs:
+					hdr, f, err := headerRecipients(os.Stdin)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					rcpts, in = append(rcpts, hdr...), f
+				}
+				if len(rcpts) == 0 && !check {
+					return usageError{fmt.Errorf("no recipients: give --to ADDR or recipients as arguments")}
+				}
+				res.Server = cf.server
+				return runSend(cmd.Context(), &cf, from, rcpts, check, in, res)
+			}()
 			res.OK = err == nil
 			res.Error = toJSONError(err)
 			if cf.json {
@@ -157,7 +166,7 @@ func smtpOptions(ctx context.Context, cf *connFlags, withAuth bool) (string, int
 		return "", 0, nil, err
 	}
 	o := &smtp.Options{TLSMode: mode, TLS: tlsOpts, AllowPlaintextAuth: cf.plaintextAuth,
-		CommandTimeout: cf.timeout, Logger: logger, Transcript: cf.transcriptWriter()}
+		CommandTimeout: cf.timeout, Logger: logger, Transcript: cf.transcriptWriter(), LocalName: cf.localName}
 	if withAuth {
 		if o.Auth, o.Mechanism, err = cf.credentials(ctx); err != nil {
 			return "", 0, nil, err
