@@ -535,6 +535,24 @@ check starttls-optional-falls-back-to-plain t_deliver mailsec "$SMTP_PLAIN_PORT"
 # f. opportunistic STARTTLS against a server with it: TLS used
 check starttls-optional-upgrades t_deliver mailsec "$SMTP_MX_PORT" optional-tls none random
 
+# h. a refused recipient, its data already pipelined behind BDAT: the RCPT
+# reply is the error, nothing is delivered, the exit says unavailable
+t_rcpt_refused() {
+  local msg=$MSGS/$CHECK.eml id
+  id=$(newid)
+  mkmsg "$msg" "$id" random || return 1
+  need_bin || return 1
+  ms "$msg" --server "$PEERS_HOST:$SMTP_SUBMISSION_PORT" --auth plain --user "$ALICE_USER" \
+    --ca-file "$CA_PEM" --tls-server-name "$TLS_SERVER_NAME" \
+    --from "sender@$MAIL_DOMAIN" --to "nobody@$MAIL_DOMAIN" --json --transcript || return 1
+  ((MS_RC == 69)) || why "exit $MS_RC, want 69: $(ms_summary)" || return 1
+  [[ $(jq -r '.error.reply.code' "$MS_OUT") == 550 ]] || why "error reply $(jq -c .error.reply "$MS_OUT"), want the RCPT's 550" || return 1
+  [[ $(jq -r '.recipients[0].ok' "$MS_OUT") == false ]] || why "recipient not marked refused: $(jq -c .recipients "$MS_OUT")" || return 1
+  grep -q '^~> BDAT [0-9]* LAST' "$MS_ERR" || why "no pipelined BDAT LAST in the transcript (does Postfix offer CHUNKING?)" || return 1
+  ! wait_delivered "$id" 2 >/dev/null || why "the message was delivered"
+}
+check rcpt-refused-pipelined-bdat t_rcpt_refused
+
 # g. transcripts never carry the secret
 check transcript-no-secret-plain t_no_secret_transcript plain
 check transcript-no-secret-login t_no_secret_transcript login

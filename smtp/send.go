@@ -33,9 +33,9 @@ type MailOptions struct {
 
 // RecipientResult is the server's answer to one RCPT TO.
 type RecipientResult struct {
-	Address string
-	Reply   *mailsec.Reply
-	OK      bool
+	Address string         `json:"address"`
+	OK      bool           `json:"ok"`
+	Reply   *mailsec.Reply `json:"reply,omitempty"`
 }
 
 // Result describes a finished transaction.
@@ -79,6 +79,9 @@ func (c *Client) Send(ctx context.Context, from string, to []string, msg io.Read
 	_, chunking := c.ext["CHUNKING"]
 	_, pipelining := c.ext["PIPELINING"]
 	res := &Result{Chunking: chunking, Pipelining: pipelining}
+	if chunking && pipelining && (len(to) == 1 || o.AllowPartial) {
+		return res, c.sendOneTrip(ctx, cmds, to, msg, &o, res)
+	}
 	if !chunking {
 		cmds = append(cmds, "DATA")
 	}
@@ -86,12 +89,69 @@ func (c *Client) Send(ctx context.Context, from string, to []string, msg io.Read
 	if err != nil {
 		return res, err
 	}
-	// MAIL's reply comes first; the RCPT replies follow in order.
+	if err := c.checkEnvelope(ctx, cmds, to, replies, &o, res, chunking); err != nil {
+		return res, err
+	}
+	var final *Reply
+	if chunking {
+		final, res.Bytes, err = c.bdat(ctx, msg, o.Size, nil)
+	} else {
+		if rep := replies[len(replies)-1]; rep.Code != 354 {
+			return res, rep.err("DATA", mailsec.SMTPServer)
+		}
+		final, res.Bytes, err = c.data(ctx, msg)
+	}
+	if err != nil {
+		return res, err
+	}
+	return res, finish(res, final)
+}
+
+// sendOneTrip sends the envelope, BDAT and the first chunk in one write:
+// RFC 3030 (section 2; section 4.2 shows it) lets BDAT follow RCPT in one
+// pipelined group, so a message that fits one chunk costs a single round
+// trip. The data then goes out before the RCPT replies are known, which is
+// only right when a refused recipient cannot leave the message delivered
+// to fewer recipients than the caller allowed: one recipient, or
+// AllowPartial. A larger message learns the envelope's fate before its
+// second chunk.
+func (c *Client) sendOneTrip(ctx context.Context, cmds, to []string, msg io.Reader, o *MailOptions, res *Result) error {
+	env := &pipedEnvelope{cmds: cmds, check: func(replies []*Reply) error {
+		return c.checkEnvelope(ctx, cmds, to, replies, o, res, true)
+	}}
+	final, n, err := c.bdat(ctx, msg, o.Size, env)
+	res.Bytes = n
+	if env.replies != nil && env.lastChunk {
+		// Envelope replies read behind the last chunk: a refused MAIL or
+		// RCPT explains a refused BDAT better than BDAT's own reply.
+		if cerr := c.checkEnvelope(ctx, cmds, to, env.replies, o, res, true); cerr != nil {
+			return cerr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return finish(res, final)
+}
+
+// finish records the final reply of a transaction.
+func finish(res *Result, final *Reply) error {
+	res.Reply = &mailsec.Reply{Code: final.Code, Enhanced: final.Enhanced, Lines: final.Lines}
+	if final.Code != 250 {
+		return final.err("end of data", mailsec.SMTPServer)
+	}
+	return nil
+}
+
+// checkEnvelope records the MAIL and RCPT replies (MAIL's first, then the
+// RCPTs in order) and aborts the transaction when it cannot go on.
+func (c *Client) checkEnvelope(ctx context.Context, cmds, to []string, replies []*Reply, o *MailOptions, res *Result, chunking bool) error {
 	if replies[0].Code != 250 {
-		return res, c.abort(ctx, replies, chunking, replies[0].err(cmds[0], mailsec.SMTPServer))
+		return c.abort(ctx, replies, chunking, replies[0].err(cmds[0], mailsec.SMTPServer))
 	}
 	var firstBad error
 	accepted := 0
+	res.Recipients = res.Recipients[:0]
 	for i, addr := range to {
 		rep := replies[1+i]
 		ok := rep.Code == 250 || rep.Code == 251
@@ -104,25 +164,9 @@ func (c *Client) Send(ctx context.Context, from string, to []string, msg io.Read
 		}
 	}
 	if accepted == 0 || (firstBad != nil && !o.AllowPartial) {
-		return res, c.abort(ctx, replies, chunking, firstBad)
+		return c.abort(ctx, replies, chunking, firstBad)
 	}
-	var final *Reply
-	if chunking {
-		final, res.Bytes, err = c.bdat(ctx, msg, o.Size)
-	} else {
-		if rep := replies[len(replies)-1]; rep.Code != 354 {
-			return res, rep.err("DATA", mailsec.SMTPServer)
-		}
-		final, res.Bytes, err = c.data(ctx, msg)
-	}
-	if err != nil {
-		return res, err
-	}
-	res.Reply = &mailsec.Reply{Code: final.Code, Enhanced: final.Enhanced, Lines: final.Lines}
-	if final.Code != 250 {
-		return res, final.err("end of data", mailsec.SMTPServer)
-	}
-	return res, nil
+	return nil
 }
 
 // envelope validates the addresses and builds MAIL and RCPT lines.
@@ -282,7 +326,7 @@ func (c *Client) data(ctx context.Context, msg io.Reader) (*Reply, int64, error)
 
 // bdat sends the message in BDAT chunks (RFC 3030). The last chunk is known
 // only at the end of the input, so one chunk is always held back.
-func (c *Client) bdat(ctx context.Context, msg io.Reader, sizeHint int64) (*Reply, int64, error) {
+func (c *Client) bdat(ctx context.Context, msg io.Reader, sizeHint int64, env *pipedEnvelope) (*Reply, int64, error) {
 	done := c.guard(ctx, 2)
 	defer done()
 	size := chunkSize
@@ -295,7 +339,7 @@ func (c *Client) bdat(ctx context.Context, msg io.Reader, sizeHint int64) (*Repl
 	if cap(c.chunkBuf) < size {
 		c.chunkBuf = make([]byte, 0, size)
 	}
-	cw := &chunker{c: c, ctx: ctx, buf: c.chunkBuf[:0]}
+	cw := &chunker{c: c, ctx: ctx, buf: c.chunkBuf[:0], env: env}
 	n, err := copyMessage(cw, msg, c.readBuf(), false, c.opts.AllowLongLines)
 	if err != nil {
 		if cw.refused != nil {
@@ -316,12 +360,26 @@ func (c *Client) readBuf() []byte {
 	return c.copyBuf
 }
 
+// pipedEnvelope is a MAIL/RCPT group that goes out in the same write as the
+// first BDAT chunk.
+type pipedEnvelope struct {
+	cmds []string
+	// check judges the replies when they arrive before a later chunk is
+	// sent; an error stops the transaction there.
+	check func([]*Reply) error
+	// replies are the envelope's replies once read; lastChunk says they
+	// were read behind the last chunk, so nothing could be stopped.
+	replies   []*Reply
+	lastChunk bool
+}
+
 // chunker collects normalised message octets and sends each full chunk as a
 // BDAT command.
 type chunker struct {
 	c       *Client
 	ctx     context.Context
 	buf     []byte
+	env     *pipedEnvelope // sent before the first chunk, then nil
 	refused error
 }
 
@@ -343,6 +401,28 @@ func (w *chunker) Write(p []byte) (int, error) {
 // send transmits the buffered chunk, LAST when last, and reads its reply.
 func (w *chunker) send(last bool) (*Reply, error) {
 	c := w.c
+	env := w.env
+	w.env = nil
+	if env != nil {
+		for _, line := range env.cmds {
+			if err := c.send(opName(line), line, line); err != nil {
+				return nil, c.fail(w.ctx, err)
+			}
+		}
+		if !last {
+			// More than one chunk: hear the envelope's fate before any data.
+			if err := c.w.Flush(); err != nil {
+				return nil, c.fail(w.ctx, mailsec.NetError("MAIL FROM", mailsec.SocketTx, err))
+			}
+			if err := w.readEnvelope(env); err != nil {
+				return nil, err
+			}
+			if err := env.check(env.replies); err != nil {
+				w.refused = err
+				return nil, err
+			}
+		}
+	}
 	line := "BDAT " + strconv.Itoa(len(w.buf))
 	if last {
 		line += " LAST"
@@ -358,6 +438,12 @@ func (w *chunker) send(last bool) (*Reply, error) {
 	if err := c.w.Flush(); err != nil {
 		return nil, c.fail(w.ctx, mailsec.NetError("BDAT", mailsec.SocketTx, err))
 	}
+	if env != nil && last {
+		env.lastChunk = true
+		if err := w.readEnvelope(env); err != nil {
+			return nil, err
+		}
+	}
 	rep, err := c.read("BDAT")
 	if err != nil {
 		return nil, c.fail(w.ctx, err)
@@ -372,6 +458,19 @@ func (w *chunker) send(last bool) (*Reply, error) {
 		return nil, w.refused
 	}
 	return rep, nil
+}
+
+// readEnvelope reads one reply for each envelope command.
+func (w *chunker) readEnvelope(env *pipedEnvelope) error {
+	env.replies = make([]*Reply, 0, len(env.cmds))
+	for _, line := range env.cmds {
+		rep, err := w.c.read(opName(line))
+		if err != nil {
+			return w.c.fail(w.ctx, err)
+		}
+		env.replies = append(env.replies, rep)
+	}
+	return nil
 }
 
 // netOr keeps a coded error as it is and codes a bare write error.
