@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -185,7 +186,7 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 	}
 	rep, err := c.cmd(ctx, "greeting", "")
 	if err != nil {
-		return err
+		return greetingHint(err, mode)
 	}
 	if rep.Code != 220 {
 		return rep.err("greeting", mailsec.SMTPServer)
@@ -278,6 +279,26 @@ func (c *Client) ehlo(ctx context.Context) error {
 	c.hello = rep
 	c.ext = map[string]string{}
 	return nil
+}
+
+// greetingHint says what a failed greeting most often means: a port that
+// expects TLS at once stays silent to a plain-text client, and a POP3 or
+// IMAP server greets with "+OK" or "* OK".
+func greetingHint(err error, mode TLSMode) error {
+	var me *mailsec.Error
+	if !errors.As(err, &me) {
+		return err
+	}
+	switch {
+	case me.Code == mailsec.Timeout && mode != TLSImplicit:
+		return mailsec.Errorf(mailsec.Timeout, "greeting", me.Err,
+			"the server sent no greeting; a port that expects TLS at once (implicit TLS, RFC 8314 section 3, as on 465) is silent like this, so try implicit TLS")
+	case me.Code == mailsec.Protocol && strings.Contains(me.Detail, `"+OK`):
+		return mailsec.Errorf(mailsec.Protocol, "greeting", nil, "this is a POP3 server, not SMTP (%s)", me.Detail)
+	case me.Code == mailsec.Protocol && strings.Contains(me.Detail, `"* OK`):
+		return mailsec.Errorf(mailsec.Protocol, "greeting", nil, "this is an IMAP server, not SMTP (%s)", me.Detail)
+	}
+	return err
 }
 
 // parseEHLO reads the keyword lines after the greeting line of an EHLO
