@@ -1,6 +1,8 @@
-// Package dial makes the TCP connections the clients use, honouring the
-// caller's context for DNS and connect, and mapping failures to the error
-// catalogue (DNS, TCPConnect, Timeout).
+// Package dial makes the TCP connections the clients use, directly or
+// through a proxy (SOCKS4, SOCKS4a, SOCKS5, HTTP CONNECT), honouring the
+// caller's context for DNS, connect and the proxy handshake, and mapping
+// failures to the error catalogue (DNS, TCPConnect, Timeout and the proxy
+// codes 1001-1009 of seed 002).
 package dial
 
 import (

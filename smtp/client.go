@@ -99,7 +99,11 @@ type Options struct {
 	// is fully qualified, else the address literal of the local end.
 	LocalName string
 	// Dialer makes the TCP connection (a proxy, say); nil dials directly.
+	// A dial.Proxy keeps TLS end to end with the server named to Dial.
 	Dialer dial.Dialer
+	// LoginProxy, when set, sends the session to seed 002's SMTP proxy,
+	// which picks the real server from the login; see LoginProxy.
+	LoginProxy *LoginProxy
 	// CommandTimeout bounds each command's round trip when the context has
 	// no earlier deadline; zero means the 5 minutes of RFC 5321 section
 	// 4.5.3.2. The final dot of DATA gets twice that (section 4.5.3.2.6).
@@ -144,6 +148,12 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
+	}
+	if o.LoginProxy != nil {
+		var err error
+		if addr, err = o.LoginProxy.route(addr, &o); err != nil {
+			return nil, err
+		}
 	}
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {

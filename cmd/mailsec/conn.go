@@ -42,6 +42,7 @@ type connFlags struct {
 	transcript    bool
 	logLevel      string
 	plaintextAuth bool
+	proxy         string
 	acctFlags
 }
 
@@ -68,6 +69,7 @@ func (f *connFlags) register(fs *pflag.FlagSet, defaultPort string) {
 	fs.BoolVar(&f.transcript, "transcript", false, "print the protocol transcript on stderr (credentials redacted)")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "error|warn|info|debug")
 	fs.BoolVar(&f.plaintextAuth, "allow-plaintext-auth", false, "allow sending credentials without TLS (dangerous)")
+	fs.StringVar(&f.proxy, "proxy", "", proxyHelp)
 }
 
 // address returns HOST:PORT, adding the default port when none is given.

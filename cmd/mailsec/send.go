@@ -167,6 +167,9 @@ func smtpOptions(ctx context.Context, cf *connFlags, withAuth bool) (string, int
 	}
 	o := &smtp.Options{TLSMode: mode, TLS: tlsOpts, AllowPlaintextAuth: cf.plaintextAuth,
 		CommandTimeout: cf.timeout, Logger: logger, Transcript: cf.transcriptWriter(), LocalName: cf.localName}
+	if o.Dialer, err = cf.dialer(logger); err != nil {
+		return "", 0, nil, err
+	}
 	if withAuth {
 		if o.Auth, o.Mechanism, err = cf.credentials(ctx); err != nil {
 			return "", 0, nil, err
