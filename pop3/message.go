@@ -1,0 +1,74 @@
+package pop3
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"time"
+)
+
+// Body is a message being downloaded: an io.Reader over the dot-unstuffed
+// content of a RETR or TOP response. Each Read is bounded by the command
+// timeout and by the context the download started with.
+type Body struct {
+	c    *Client
+	ctx  context.Context
+	d    *dotReader
+	stop func() bool
+	done bool
+}
+
+func (c *Client) openBody(ctx context.Context) *Body {
+	b := &Body{c: c, ctx: ctx, d: newDotReader(c.r)}
+	b.stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
+	c.body = b
+	return b
+}
+
+// Read implements io.Reader. io.EOF means the whole message arrived; any
+// other error means it did not, and the session is then unusable.
+func (b *Body) Read(p []byte) (int, error) {
+	if b.done {
+		return b.d.Read(p)
+	}
+	deadline := time.Now().Add(b.c.timeout())
+	if dl, ok := b.ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	b.c.conn.SetReadDeadline(deadline)
+	n, err := b.d.Read(p)
+	switch {
+	case err == io.EOF:
+		b.finish()
+		b.c.trace(false, "["+strconv.FormatInt(b.d.n, 10)+" octets of message]")
+		b.c.trace(false, ".")
+	case err != nil:
+		b.finish()
+		b.d.err = b.c.fail(b.ctx, err)
+		err = b.d.err
+	}
+	return n, err
+}
+
+func (b *Body) finish() {
+	b.done = true
+	b.stop()
+	b.c.body = nil
+}
+
+// Size returns the octets delivered so far.
+func (b *Body) Size() int64 { return b.d.n }
+
+// Close reads and discards the rest of the message so the session can go
+// on; it returns the error that ended the body early, if any.
+func (b *Body) Close() error {
+	if !b.done {
+		if _, err := io.Copy(io.Discard, b); err != nil {
+			return err
+		}
+	}
+	if b.d.err == io.EOF {
+		return nil
+	}
+	return b.d.err
+}

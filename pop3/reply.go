@@ -1,0 +1,139 @@
+package pop3
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+
+	"github.com/mailsec/mailsec"
+)
+
+// maxLine bounds every reply line the client reads whole (status lines and
+// the lines of CAPA, LIST and UIDL). RFC 2449 section 4 caps a response at
+// 512 octets with its CRLF; real servers overrun that in banners, so the
+// client allows eight times as much and still never buffers a hostile
+// 100 KiB line.
+const maxLine = 4096
+
+// Reply is one status line: "+OK text", "-ERR text", or a SASL
+// continuation "+ base64" (RFC 5034 section 4).
+type Reply struct {
+	// OK is true for "+OK".
+	OK bool
+	// Continue is true for a SASL challenge line ("+ " and base64).
+	Continue bool
+	// RespCode is the RFC 2449 section 8 response code without brackets
+	// ("AUTH", "IN-USE", "SYS/TEMP"), when the server gave one.
+	RespCode string
+	// Text is the rest of the line, without the response code.
+	Text string
+}
+
+// err turns a -ERR reply into the POPServer error of op, keeping the text
+// and the response code (RFC 3206) so callers can tell a bad password from
+// a locked maildrop.
+func (r *Reply) err(op string) error {
+	return &mailsec.Error{Code: mailsec.POPServer, Op: op,
+		Reply: &mailsec.Reply{RespCode: r.RespCode, Lines: []string{r.Text}}}
+}
+
+// parseReply reads a status line. RFC 1939 section 3 makes the indicators
+// "+OK" and "-ERR" upper case, followed by a space or the end of the line;
+// RFC 5034 section 4 adds "+" alone or "+ " for a SASL challenge.
+func parseReply(line string) (*Reply, error) {
+	var rep Reply
+	var rest string
+	switch {
+	case line == "+OK" || strings.HasPrefix(line, "+OK "):
+		rep.OK, rest = true, strings.TrimPrefix(line[3:], " ")
+	case line == "-ERR" || strings.HasPrefix(line, "-ERR "):
+		rest = strings.TrimPrefix(line[4:], " ")
+	case line == "+" || strings.HasPrefix(line, "+ "):
+		rep.Continue = true
+		rep.Text = strings.TrimPrefix(line[1:], " ")
+		return &rep, nil
+	default:
+		return nil, mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed status line %q", clip(line))
+	}
+	rep.RespCode, rep.Text = splitRespCode(rest)
+	return &rep, nil
+}
+
+// splitRespCode takes an RFC 2449 section 8 response code off the front
+// of the text: "[" resp-level *("/" resp-level) "]", each level one or
+// more printable characters other than "/" and "]". A "[" inside is
+// refused too: no registered code has one, and it would make the code
+// ambiguous to print.
+func splitRespCode(s string) (string, string) {
+	if !strings.HasPrefix(s, "[") {
+		return "", s
+	}
+	end := strings.IndexByte(s, ']')
+	if end < 2 {
+		return "", s
+	}
+	code := s[1:end]
+	for _, level := range strings.Split(code, "/") {
+		if level == "" {
+			return "", s
+		}
+		for i := 0; i < len(level); i++ {
+			if level[i] <= ' ' || level[i] > '~' || level[i] == '[' {
+				return "", s
+			}
+		}
+	}
+	return strings.ToUpper(code), strings.TrimPrefix(s[end+1:], " ")
+}
+
+// readLine reads one line without its ending; a bare LF ends a line too,
+// since some servers send one. A line longer than maxLine is refused after
+// reading at most maxLine+2 octets of it.
+func readLine(r *bufio.Reader) (string, error) {
+	var buf []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		if len(buf)+len(frag) > maxLine+2 {
+			return "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "reply line longer than %d octets", maxLine)
+		}
+		buf = append(buf, frag...)
+		switch err {
+		case nil:
+			buf = bytes.TrimSuffix(buf[:len(buf)-1], []byte("\r"))
+			return string(buf), nil
+		case bufio.ErrBufferFull:
+			continue
+		}
+		return "", mailsec.NetError("read reply", mailsec.SocketRx, err)
+	}
+}
+
+// readMulti reads the lines of a multi-line response after its status line
+// (RFC 1939 section 3): each line has a leading "." removed when it has
+// one, and a line of "." alone ends the response. At most max lines are
+// accepted so that a hostile server cannot grow the result without bound.
+func readMulti(r *bufio.Reader, max int, each func(line string) error) error {
+	for n := 0; ; n++ {
+		line, err := readLine(r)
+		if err != nil {
+			return err
+		}
+		if line == "." {
+			return nil
+		}
+		if n == max {
+			return mailsec.Errorf(mailsec.Protocol, "read reply", nil, "multi-line response longer than %d lines", max)
+		}
+		if err := each(strings.TrimPrefix(line, ".")); err != nil {
+			return err
+		}
+	}
+}
+
+// clip shortens hostile text for an error message and keeps it valid UTF-8.
+func clip(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
