@@ -161,7 +161,8 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	}
 	port, _ := strconv.Atoi(portStr)
 	mode := o.TLSMode.For(port)
-	tcfg, err := o.TLS.Config(host)
+	// Revocation fetches during the handshake share the connect deadline.
+	tcfg, err := o.TLS.ConfigContext(ctx, host)
 	if err != nil {
 		return nil, err
 	}

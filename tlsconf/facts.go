@@ -24,6 +24,10 @@ type Facts struct {
 	ALPN        string     `json:"alpn,omitempty"`
 	Resumed     bool       `json:"resumed"`
 	Chain       []CertFact `json:"chain"`
+	// Revocation is what the revocation check found for each certificate
+	// of the verified chain, leaf first (the chain the server sent may
+	// lack the root); empty when nothing was checked.
+	Revocation []CertStatus `json:"revocation,omitempty"`
 }
 
 // CertFact describes one certificate of the peer's chain.
@@ -38,6 +42,9 @@ type CertFact struct {
 	// SPKIPin is the "sha256:BASE64" pin of the certificate's public key,
 	// the form Options.Pins takes.
 	SPKIPin string `json:"spki_pin"`
+	// Fingerprint is the SHA-256 of the certificate in msmtp's
+	// tls_fingerprint form, which Options.Pins also takes.
+	Fingerprint string `json:"sha256_fingerprint"`
 }
 
 // FactsOf extracts the facts from a connection state.
@@ -55,6 +62,9 @@ func FactsOf(cs *tls.ConnectionState) Facts {
 	for _, c := range cs.PeerCertificates {
 		f.Chain = append(f.Chain, certFact(c))
 	}
+	if len(cs.PeerCertificates) > 0 {
+		f.Revocation = revocationOf(cs.PeerCertificates[0])
+	}
 	return f
 }
 
@@ -68,19 +78,24 @@ func (f Facts) Summary() map[string]string {
 		m["peer"] = f.Chain[0].Subject
 		m["peer_not_after"] = f.Chain[0].NotAfter.Format(time.RFC3339)
 	}
+	if len(f.Revocation) > 0 {
+		m["revocation"] = string(f.Revocation[0].Status)
+	}
 	return m
 }
 
 func certFact(c *x509.Certificate) CertFact {
 	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	fp := sha256.Sum256(c.Raw)
 	cf := CertFact{
-		Subject:   c.Subject.String(),
-		Issuer:    c.Issuer.String(),
-		DNSNames:  c.DNSNames,
-		NotBefore: c.NotBefore.UTC(),
-		NotAfter:  c.NotAfter.UTC(),
-		Serial:    c.SerialNumber.Text(16),
-		SPKIPin:   "sha256:" + base64.StdEncoding.EncodeToString(sum[:]),
+		Subject:     c.Subject.String(),
+		Issuer:      c.Issuer.String(),
+		DNSNames:    c.DNSNames,
+		NotBefore:   c.NotBefore.UTC(),
+		NotAfter:    c.NotAfter.UTC(),
+		Serial:      c.SerialNumber.Text(16),
+		SPKIPin:     "sha256:" + base64.StdEncoding.EncodeToString(sum[:]),
+		Fingerprint: Fingerprint(fp[:]),
 	}
 	for _, ip := range c.IPAddresses {
 		cf.IPs = append(cf.IPs, ip.String())

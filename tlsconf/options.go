@@ -5,10 +5,9 @@
 package tlsconf
 
 import (
-	"crypto/sha256"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -45,18 +44,31 @@ type Options struct {
 	// configurable in Go, and all of them are strong); nil means Go's
 	// defaults.
 	CipherSuites []uint16
-	// Pins are "sha256:BASE64" hashes of the leaf's SubjectPublicKeyInfo;
-	// when set the leaf must match one of them.
+	// Pins are hashes of the leaf, as ParsePin reads them: "sha256:BASE64"
+	// of its SubjectPublicKeyInfo or msmtp's tls_fingerprint of the whole
+	// certificate; when set the leaf must match one of them.
 	Pins []string
+	// Revocation says which certificates of the verified chain are checked
+	// for revocation and how strictly; the zero value is seed 002's
+	// default. Nothing is checked when chain verification is off.
+	Revocation Revocation
 	// Observe, when set, sees the peer's certificates before they are
 	// verified, so that a diagnostic tool can show a chain it rejects.
 	Observe func(tls.ConnectionState)
 }
 
-// Config builds the tls.Config for a connection to host. Name checks and
-// chain checks are done in VerifyConnection so that each can be turned off
-// alone and each failure gets its own error code.
+// Config is ConfigContext without a context: the revocation check of each
+// handshake is bounded by DefaultRevocationTimeout.
 func (o *Options) Config(host string) (*tls.Config, error) {
+	return o.ConfigContext(context.Background(), host)
+}
+
+// ConfigContext builds the tls.Config for a connection to host. Name checks
+// and chain checks are done in VerifyConnection so that each can be turned
+// off alone and each failure gets its own error code. The revocation
+// fetches of its handshakes end with ctx, which should be the context that
+// bounds the connect.
+func (o *Options) ConfigContext(ctx context.Context, host string) (*tls.Config, error) {
 	if o == nil {
 		o = &Options{}
 	}
@@ -86,8 +98,8 @@ func (o *Options) Config(host string) (*tls.Config, error) {
 	if name == "" {
 		name = host
 	}
-	v := &verifier{roots: roots, name: name, noName: o.NoServerNameCheck,
-		noChain: o.NoServerCertificateValidation, pins: pins, observe: o.Observe}
+	v := &verifier{ctx: ctx, roots: roots, name: name, noName: o.NoServerNameCheck,
+		noChain: o.NoServerCertificateValidation, pins: pins, rev: o.Revocation, observe: o.Observe}
 	return &tls.Config{
 		ServerName:   name,
 		MinVersion:   min,
@@ -127,11 +139,13 @@ func ParseVersion(s string) (uint16, error) {
 }
 
 type verifier struct {
+	ctx     context.Context
 	roots   *x509.CertPool
 	name    string
 	noName  bool
 	noChain bool
-	pins    [][]byte
+	pins    []Pin
+	rev     Revocation
 	observe func(tls.ConnectionState)
 }
 
@@ -143,16 +157,18 @@ func (v *verifier) verify(cs tls.ConnectionState) error {
 		return &mailsec.Error{Code: mailsec.TLSCertificate, Op: "handshake", Detail: "the server sent no certificate"}
 	}
 	leaf := cs.PeerCertificates[0]
+	var chain []*x509.Certificate
 	if !v.noChain {
 		inter := x509.NewCertPool()
 		for _, c := range cs.PeerCertificates[1:] {
 			inter.AddCert(c)
 		}
-		_, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter,
+		chains, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 		if err != nil {
 			return chainError(leaf, err)
 		}
+		chain = chains[0]
 	}
 	if !v.noName {
 		if err := leaf.VerifyHostname(v.name); err != nil {
@@ -160,17 +176,12 @@ func (v *verifier) verify(cs tls.ConnectionState) error {
 				Detail: fmt.Sprintf("certificate for %s does not match %q", certNames(leaf), v.name), Err: err}
 		}
 	}
-	if len(v.pins) > 0 {
-		sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-		for _, p := range v.pins {
-			if string(p) == string(sum[:]) {
-				return nil
-			}
-		}
-		return &mailsec.Error{Code: mailsec.TLSCertificate, Op: "handshake",
-			Detail: "the server key does not match the pin: its pin is sha256:" + base64.StdEncoding.EncodeToString(sum[:])}
+	if err := checkPins(leaf, v.pins); err != nil {
+		return err
 	}
-	return nil
+	// Revocation is checked last: it is the only check that goes to the
+	// network, and a chain that fails the others is refused anyway.
+	return checkRevocation(v.ctx, v.rev, chain, cs.OCSPResponse)
 }
 
 func chainError(leaf *x509.Certificate, err error) error {
@@ -197,17 +208,4 @@ func certNames(c *x509.Certificate) string {
 		return fmt.Sprintf("%q", c.Subject.CommonName)
 	}
 	return strings.Join(names, ", ")
-}
-
-func parsePins(pins []string) ([][]byte, error) {
-	var out [][]byte
-	for _, p := range pins {
-		b64, ok := strings.CutPrefix(p, "sha256:")
-		raw, err := base64.StdEncoding.DecodeString(b64)
-		if !ok || err != nil || len(raw) != sha256.Size {
-			return nil, mailsec.Errorf(mailsec.Config, "tls options", err, "pin %q is not sha256:BASE64 of 32 bytes", p)
-		}
-		out = append(out, raw)
-	}
-	return out, nil
 }

@@ -115,6 +115,7 @@ func (f *connFlags) apply(a *account.Account) {
 	setStr("cert", &f.certFile, a.CertFile)
 	setStr("key", &f.keyFile, a.KeyFile)
 	setStr("tls-min", &f.tlsMin, a.TLSMin)
+	setStr("revocation", &f.revocation, a.Revocation)
 	if a.NoCertCheck && unset("insecure-skip-verify") {
 		f.insecure = true
 	}

@@ -37,6 +37,8 @@ type connFlags struct {
 	keyFile       string
 	tlsMin        string
 	pins          []string
+	revocation    string
+	revStrict     bool
 	timeout       time.Duration
 	json          bool
 	transcript    bool
@@ -63,7 +65,9 @@ func (f *connFlags) register(fs *pflag.FlagSet, defaultPort string) {
 	fs.StringVar(&f.certFile, "cert", "", "client certificate PEM")
 	fs.StringVar(&f.keyFile, "key", "", "client key PEM")
 	fs.StringVar(&f.tlsMin, "tls-min", "1.2", "minimum TLS version: 1.2 or 1.3")
-	fs.StringSliceVar(&f.pins, "pin", nil, "sha256:BASE64 pin of the server's public key (SPKI); repeatable")
+	fs.StringSliceVar(&f.pins, "pin", nil, "sha256:BASE64 pin of the server's public key (SPKI), or its certificate's SHA-256 fingerprint AB:CD:… as msmtp's tls_fingerprint; repeatable")
+	fs.StringVar(&f.revocation, "revocation", "chain", "revocation check: off, leaf, or chain (every certificate but the root: a trust anchor is revoked by removing it from the CA file)")
+	fs.BoolVar(&f.revStrict, "revocation-strict", false, "refuse a certificate whose revocation status cannot be had (no source, responder unreachable), not only a revoked one")
 	fs.DurationVar(&f.timeout, "timeout", time.Minute, "limit for connecting and for each command")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object on stdout")
 	fs.BoolVar(&f.transcript, "transcript", false, "print the protocol transcript on stderr (credentials redacted)")
@@ -101,6 +105,11 @@ func (f *connFlags) tlsOptions() (tlsconf.Options, error) {
 		return o, err
 	}
 	o.MinVersion = v
+	mode, err := tlsconf.ParseRevocationMode(f.revocation)
+	if err != nil {
+		return o, err
+	}
+	o.Revocation = tlsconf.Revocation{Mode: mode, ExcludeRoot: true, FailNoInfo: f.revStrict, FailOffline: f.revStrict}
 	if (f.certFile == "") != (f.keyFile == "") {
 		return o, usageError{fmt.Errorf("--cert and --key go together")}
 	}

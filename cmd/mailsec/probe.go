@@ -35,6 +35,16 @@ type probeResult struct {
 	Verified  bool           `json:"verified"`
 	Warnings  []string       `json:"warnings,omitempty"`
 	Error     *jsonError     `json:"error,omitempty"`
+	seen      *tls.ConnectionState
+}
+
+// observe shows the chain before it is verified, so that a rejected one is
+// seen too, and keeps the state so that the revocation verdicts, known only
+// once verification ends, can be added to it.
+func (r *probeResult) observe(cs tls.ConnectionState) {
+	r.seen = &cs
+	f := tlsconf.FactsOf(&cs)
+	r.TLS = &f
 }
 
 func probeCmd() *cobra.Command {
@@ -45,6 +55,9 @@ func probeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res := &probeResult{Server: cf.server}
 			err := runProbe(cmd.Context(), &cf, res)
+			if res.seen != nil && res.TLS != nil && len(res.TLS.Revocation) == 0 {
+				res.TLS.Revocation = tlsconf.FactsOf(res.seen).Revocation
+			}
 			res.OK = err == nil
 			res.Error = toJSONError(err)
 			if cf.json {
@@ -67,10 +80,7 @@ func runProbe(ctx context.Context, cf *connFlags, res *probeResult) error {
 		return err
 	}
 	res.Server = addr
-	opts.TLS.Observe = func(cs tls.ConnectionState) {
-		f := tlsconf.FactsOf(&cs)
-		res.TLS = &f
-	}
+	opts.TLS.Observe = res.observe
 	implicit := opts.TLSMode.For(port) == smtp.TLSImplicit
 	if !implicit {
 		// STARTTLS is run by hand below, to see the capabilities on
@@ -142,8 +152,31 @@ func printProbe(r *probeResult) {
 			fmt.Fprintf(w, "  cert %d  %s\n          issuer %s, expires %s, %s\n", i, c.Subject, c.Issuer,
 				c.NotAfter.Format(time.DateOnly), c.SPKIPin)
 		}
+		for i, s := range r.TLS.Revocation {
+			fmt.Fprintf(w, "  revocation %d  %s: %s\n", i, s.Subject, revocationLine(s))
+		}
 	}
 	for _, wn := range r.Warnings {
 		fmt.Fprintf(w, "WARNING   %s\n", wn)
 	}
+}
+
+// revocationLine says what the revocation check found for one certificate
+// and how.
+func revocationLine(s tlsconf.CertStatus) string {
+	switch s.Status {
+	case tlsconf.StatusGood, tlsconf.StatusRevoked:
+		line := string(s.Status) + " per " + strings.TrimSpace(s.Source+" "+s.URL)
+		if s.Status == tlsconf.StatusRevoked {
+			line += ", revoked " + s.RevokedAt.Format(time.RFC3339) + ", " + s.Reason
+		}
+		if !s.NextUpdate.IsZero() {
+			line += ", next update " + s.NextUpdate.Format(time.RFC3339)
+		}
+		if s.Cached {
+			line += " (cached)"
+		}
+		return line
+	}
+	return string(s.Status) + ": " + strings.Join(s.Tried, "; ")
 }
