@@ -109,6 +109,11 @@ func (d *dataReader) next() {
 	startBOL, prevCR := d.bol, d.prevCR
 	d.bol, d.prevCR = false, false
 	d.lineLen += len(piece)
+	if startBOL && piece[0] == '.' {
+		// RFC 5321 section 4.5.3.1.6 does not count the dot doubled for
+		// transparency.
+		d.lineLen--
+	}
 
 	// Every CR must be followed by LF and every LF preceded by CR. ReadSlice
 	// returns LF only as the last octet, so the one CR allowed is the one

@@ -113,6 +113,26 @@ func TestLongTextLine(t *testing.T) {
 	}
 }
 
+// The dot doubled for transparency is not part of the line (RFC 5321
+// section 4.5.3.1.6): a 998-octet line starting with a dot is 999 octets
+// on the wire and must be taken, one more is refused.
+func TestLongLineWithStuffedDot(t *testing.T) {
+	e := startServer(t, nil)
+	c := mxTransaction(e)
+	c.cmd("DATA", 354)
+	line := "." + strings.Repeat("d", 997)
+	c.send("Subject: dots\r\n\r\n." + line + "\r\n.\r\n")
+	c.expect(250)
+	got := e.newMail("alice")
+	if len(got) != 1 || !strings.Contains(got[0], "\n"+line+"\r\n") && !strings.Contains(got[0], "\n"+line+"\n") {
+		t.Fatalf("delivered %d messages; the 998-octet dot line is missing", len(got))
+	}
+	c = mxTransaction(e)
+	c.cmd("DATA", 354)
+	c.send("Subject: dots\r\n\r\n." + line + "d\r\n.\r\n")
+	c.expect(554)
+}
+
 func TestSizeLimit(t *testing.T) {
 	e := startServer(t, func(s *Server) { s.Limits.MaxMessageSize = 1000 })
 	c := e.dial(MX)

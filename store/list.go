@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Message is one file of a Maildir as a reader (a POP3 server) sees it.
@@ -29,7 +31,11 @@ func (s *Store) List(user string) ([]Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Message
+	type entry struct {
+		m   Message
+		key time.Time
+	}
+	var all []entry
 	for _, sub := range []string{"new", "cur"} {
 		ents, err := os.ReadDir(filepath.Join(dir, sub))
 		if err != nil {
@@ -44,9 +50,40 @@ func (s *Store) List(user string) ([]Message, error) {
 				continue // removed under our feet by another reader
 			}
 			name, _, _ := strings.Cut(e.Name(), ":")
-			out = append(out, Message{Path: filepath.Join(dir, sub, e.Name()), Name: name, Size: info.Size(), New: sub == "new"})
+			m := Message{Path: filepath.Join(dir, sub, e.Name()), Name: name, Size: info.Size(), New: sub == "new"}
+			all = append(all, entry{m, deliveryKey(name, info.ModTime())})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(all, func(i, j int) bool {
+		if !all[i].key.Equal(all[j].key) {
+			return all[i].key.Before(all[j].key)
+		}
+		return all[i].m.Name < all[j].m.Name
+	})
+	out := make([]Message, len(all))
+	for i, e := range all {
+		out[i] = e.m
+	}
 	return out, nil
+}
+
+// deliveryKey is when a message was delivered: the "<sec>.M<usec>" the
+// Maildir specification puts at the start of a name, read as numbers (as
+// text, "9" sorts after "10"), or the file's modification time for names
+// of another form.
+func deliveryKey(name string, mod time.Time) time.Time {
+	secs, rest, ok := strings.Cut(name, ".")
+	sec, err := strconv.ParseInt(secs, 10, 64)
+	if !ok || err != nil {
+		return mod
+	}
+	var usec int64
+	if strings.HasPrefix(rest, "M") {
+		end := 1
+		for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+			end++
+		}
+		usec, _ = strconv.ParseInt(rest[1:end], 10, 64)
+	}
+	return time.Unix(sec, usec*1000)
 }

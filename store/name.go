@@ -34,7 +34,10 @@ func (n *namer) next() string {
 	var b []byte
 	b = strconv.AppendInt(b, now.Unix(), 10)
 	b = append(b, ".M"...)
-	b = strconv.AppendInt(b, int64(now.Nanosecond()/1000), 10)
+	// Six digits, so that names of one second sort as text too.
+	usec := strconv.Itoa(now.Nanosecond() / 1000)
+	b = append(b, "000000"[len(usec):]...)
+	b = append(b, usec...)
 	b = append(b, 'P')
 	b = append(b, n.pid...)
 	b = append(b, 'Q')

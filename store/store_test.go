@@ -97,3 +97,37 @@ func TestUniqueNames(t *testing.T) {
 		seen[name] = true
 	}
 }
+
+// List orders by delivery time read as numbers: names written by other
+// deliverers may have unpadded microseconds, and "M9" is later than "M10"
+// as text but not in time. Names of another form go by modification time.
+func TestListDeliveryOrder(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Deliver([]string{"alice"}, strings.NewReader("x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(s.Root(), "alice")
+	for _, n := range []string{"new/1700000000.M10P1Q2.host", "new/1700000000.M9P1Q1.host", "cur/999999999.M5P1.host:2,S", "new/1700000001.M1P1.host"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("x\r\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, err := s.List("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range ms[:4] {
+		got = append(got, m.Name)
+	}
+	want := "999999999.M5P1.host 1700000000.M9P1Q1.host 1700000000.M10P1Q2.host 1700000001.M1P1.host"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("order %q, want %q", got, want)
+	}
+	if len(ms) != 5 || !strings.Contains(ms[4].Name, ".M") || len(strings.SplitN(strings.SplitN(ms[4].Name, ".M", 2)[1], "P", 2)[0]) != 6 {
+		t.Fatalf("the store's own name %v: want the newest last, with six microsecond digits", ms[4].Name)
+	}
+}
