@@ -34,6 +34,9 @@ type Config struct {
 	TLS TLSConfig `toml:"tls"`
 	// Limits bound resource use.
 	Limits Limits `toml:"limits"`
+	// Metrics is the loopback host:port of the Prometheus metrics
+	// endpoint (GET /metrics); "" turns metrics off.
+	Metrics string `toml:"metrics"`
 	// Listeners are the ports to serve.
 	Listeners []Listener `toml:"listener"`
 }
@@ -56,6 +59,9 @@ type Limits struct {
 	DataTimeout      Duration `toml:"data_timeout"`
 	MaxAuthFailures  int      `toml:"max_auth_failures"`
 	AuthFailureDelay Duration `toml:"auth_failure_delay"`
+	// POP3IdleTimeout is pop3d's autologout timer (RFC 1939 section 3
+	// asks for at least 10 minutes); 0 means 10 minutes.
+	POP3IdleTimeout Duration `toml:"pop3_idle_timeout"`
 	// ShutdownTimeout is how long SIGINT/SIGTERM waits for messages in
 	// transfer before closing their connections; 0 means 30 seconds.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
@@ -134,6 +140,11 @@ func (c *Config) check() error {
 		}
 		if l.TLS != "" && l.TLS != "may" && l.TLS != "require" {
 			return mailsec.Errorf(mailsec.Config, "config", nil, "listener %s: tls must be may or require", l.Name)
+		}
+		// A POP3 login needs TLS (seed 004), so "may" would be a promise
+		// the pop3 kind does not keep.
+		if l.Kind == "pop3" && l.TLS == "may" {
+			return mailsec.Errorf(mailsec.Config, "config", nil, "listener %s: pop3 always requires STLS before login; tls = \"may\" is not possible", l.Name)
 		}
 	}
 	return nil

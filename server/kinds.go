@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/mailsec/mailsec/metrics"
 	"github.com/mailsec/mailsec/store"
 	"github.com/mailsec/mailsec/userdb"
 )
@@ -24,6 +25,8 @@ type Env struct {
 	Store *store.Store
 	// Logger is the server's logger.
 	Logger *slog.Logger
+	// Metrics collects the Prometheus metrics; nil when they are off.
+	Metrics *metrics.Metrics
 
 	mu     sync.Mutex
 	shared map[string]any
@@ -65,7 +68,7 @@ var (
 
 // RegisterKind makes a listener kind available to configurations; the
 // protocol packages' glue calls it from init (kinds_smtp.go registers mx,
-// submission and smtps; a kinds_pop3.go would register pop3 and pop3s).
+// submission and smtps, kinds_pop3.go pop3 and pop3s).
 func RegisterKind(name string, f KindFunc) {
 	kindsMu.Lock()
 	defer kindsMu.Unlock()

@@ -30,12 +30,16 @@ func smtpKind(kind smtpd.Kind) KindFunc {
 
 func newSMTPServer(env *Env) *smtpd.Server {
 	c := env.Config
+	var backend smtpd.Backend = smtpd.Maildir{Store: env.Store}
+	if env.Metrics != nil {
+		backend = metricsBackend{next: backend, m: env.Metrics}
+	}
 	return &smtpd.Server{
 		Hostname:  c.Hostname,
 		Domains:   c.Domains,
 		TLSConfig: env.TLS,
 		Users:     env.Users,
-		Backend:   smtpd.Maildir{Store: env.Store},
+		Backend:   backend,
 		Logger:    env.Logger,
 		Limits: smtpd.Limits{
 			MaxMessageSize:   c.Limits.MaxMessageSize,

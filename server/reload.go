@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/tlsconf"
 )
 
 // certReloader serves the certificate from its files and picks up a
@@ -75,10 +76,11 @@ func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 
 // tlsConfig is the servers' TLS configuration: TLS 1.2 at least (RFC 8996,
 // RFC 8314 section 4.1), Go's default cipher suites (AEAD only for 1.2
-// when ECDSA), session tickets on for cheap resumption.
+// when ECDSA), session tickets on for cheap resumption. A certificate that
+// names an OCSP responder gets its response stapled (RFC 6066 section 8).
 func (r *certReloader) tlsConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
-		GetCertificate: r.GetCertificate,
+		GetCertificate: tlsconf.NewStapler(r.GetCertificate, nil).GetCertificate,
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/metrics"
 	"github.com/mailsec/mailsec/store"
 	"github.com/mailsec/mailsec/userdb"
 )
@@ -24,6 +26,7 @@ type Server struct {
 	running  []running
 	wg       sync.WaitGroup
 	shutdown time.Duration
+	metrics  *http.Server // nil when metrics are off
 }
 
 type running struct {
@@ -40,6 +43,9 @@ type Info struct {
 	CertFile  string
 	Listeners []ListenerInfo
 	Skipped   []Listener // optional listeners whose kind is not built in
+	// MetricsAddr is where Prometheus metrics are served (GET /metrics),
+	// "" when they are off.
+	MetricsAddr string
 }
 
 // ListenerInfo is one started listener.
@@ -86,6 +92,17 @@ func Start(c *Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.env = &Env{Config: c, TLS: certs.tlsConfig(), Users: users, Store: st, Logger: log}
+	var metricsLn net.Listener
+	if c.Metrics != "" {
+		m := metrics.New()
+		if s.metrics, metricsLn, err = startMetrics(c.Metrics, m); err != nil {
+			return nil, err
+		}
+		s.info.MetricsAddr = metricsLn.Addr().String()
+		s.env.Metrics = m
+		s.env.Logger = slog.New(metrics.NewEvents(m, log.Handler()))
+		countTLS(s.env.TLS)
+	}
 	for _, l := range c.Listeners {
 		kind := lookupKind(l.Kind)
 		if kind == nil && l.Optional {
@@ -93,21 +110,28 @@ func Start(c *Config, log *slog.Logger) (*Server, error) {
 			continue
 		}
 		if kind == nil {
-			s.closeAll()
+			s.closeAll(metricsLn)
 			return nil, mailsec.Errorf(mailsec.Config, "serve", nil, "listener %s: unknown kind %q (known: %v)", l.Name, l.Kind, Kinds())
 		}
 		svc, err := kind(s.env, l)
 		if err != nil {
-			s.closeAll()
+			s.closeAll(metricsLn)
 			return nil, err
 		}
 		ln, err := net.Listen("tcp", l.Address)
 		if err != nil {
-			s.closeAll()
+			s.closeAll(metricsLn)
 			return nil, mailsec.Errorf(mailsec.Config, "serve", err, "listener %s", l.Name)
+		}
+		if s.env.Metrics != nil {
+			ln = &metricsListener{Listener: ln, m: s.env.Metrics, name: l.Name, kind: l.Kind,
+				implicit: l.Kind == "smtps" || l.Kind == "pop3s"}
 		}
 		s.running = append(s.running, running{ln, svc})
 		s.info.Listeners = append(s.info.Listeners, ListenerInfo{Listener: l, Addr: ln.Addr().String()})
+	}
+	if s.metrics != nil {
+		go s.metrics.Serve(metricsLn)
 	}
 	for _, r := range s.running {
 		s.wg.Add(1)
@@ -121,9 +145,13 @@ func Start(c *Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) closeAll() {
+// closeAll closes what a failed Start opened.
+func (s *Server) closeAll(metricsLn net.Listener) {
 	for _, r := range s.running {
 		r.ln.Close()
+	}
+	if metricsLn != nil {
+		metricsLn.Close()
 	}
 }
 
@@ -148,5 +176,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
+	if s.metrics != nil {
+		if err := s.metrics.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -53,7 +53,7 @@ func TestStartEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := srv.Info()
-	if len(info.Listeners) != 3 || len(info.Skipped) != 2 || info.CAFile != filepath.Join(dir, "tls", "ca.pem") {
+	if len(info.Listeners) != 5 || len(info.Skipped) != 0 || info.CAFile != filepath.Join(dir, "tls", "ca.pem") {
 		t.Fatalf("%+v", info)
 	}
 	ca1, _ := os.ReadFile(info.CAFile)

@@ -23,11 +23,12 @@ func serveCmd() *cobra.Command {
 	var printConfig bool
 	cmd := &cobra.Command{
 		Use:   "serve [--config FILE] [--data DIR] [--domain NAME]",
-		Short: "Run the SMTP server (MX, submission, SMTPS) with a strict STARTTLS policy",
+		Short: "Run the mail server (SMTP: MX, submission, SMTPS; POP3: STLS, POP3S) with a strict STARTTLS policy",
 		Long: "Runs the mail server. Without --config the embedded default applies: data in\n" +
 			"./mailsec-data, domain localhost, listeners on 127.0.0.1 (2525 MX, 2587 submission,\n" +
-			"2465 SMTPS). --print-config shows it. SIGHUP reloads the TLS certificate;\n" +
-			"SIGINT/SIGTERM shut down gracefully.",
+			"2465 SMTPS, 2110 POP3 with STLS, 2995 POP3S). --print-config shows it; its metrics\n" +
+			"key turns on Prometheus metrics on a loopback port. SIGHUP reloads the TLS\n" +
+			"certificate; SIGINT/SIGTERM shut down gracefully.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if printConfig {
@@ -88,7 +89,7 @@ func printBanner(w io.Writer, in server.Info) {
 		fmt.Fprintf(w, "  local CA:   %s (trust this to verify the server)\n", in.CAFile)
 	}
 	fmt.Fprintf(w, "  cert:       %s\n  listeners:\n", in.CertFile)
-	sub := ""
+	first := map[string]string{} // kind -> address of its first listener
 	for _, l := range in.Listeners {
 		policy := l.TLS
 		switch l.Kind {
@@ -96,21 +97,26 @@ func printBanner(w io.Writer, in server.Info) {
 			policy = "implicit TLS"
 		case "submission":
 			policy = "STARTTLS required, AUTH required"
+		case "pop3":
+			policy = "STLS required before login"
 		case "mx":
 			if policy == "" {
 				policy = "may"
 			}
 			policy = "STARTTLS " + policy
 		}
-		if l.Kind == "submission" && sub == "" {
-			sub = l.Addr
+		if first[l.Kind] == "" {
+			first[l.Kind] = l.Addr
 		}
 		fmt.Fprintf(w, "    %-11s %-22s %-11s %s\n", l.Name, l.Addr, l.Kind, policy)
 	}
 	for _, l := range in.Skipped {
 		fmt.Fprintf(w, "    %-11s %-22s %-11s (not available in this build)\n", l.Name, l.Address, l.Kind)
 	}
-	if sub == "" {
+	if in.MetricsAddr != "" {
+		fmt.Fprintf(w, "  metrics:    http://%s/metrics\n", in.MetricsAddr)
+	}
+	if len(first) == 0 {
 		return
 	}
 	ca := in.CAFile
@@ -118,8 +124,22 @@ func printBanner(w io.Writer, in server.Info) {
 		ca = "<your CA file>"
 	}
 	fmt.Fprintf(w, "\nTry it:\n  mailsec users add alice --data %s\n", in.DataDir)
-	fmt.Fprintf(w, "  swaks --server %s --tls --tls-ca-path %s --auth PLAIN --auth-user alice --to alice@localhost\n", sub, ca)
-	fmt.Fprintf(w, "  MAILSEC_PASSWORD=... mailsec send --server %s --ca-file %s --user alice --from alice@localhost --to alice@localhost --subject hi --body hello\n", sub, ca)
+	if a := first["submission"]; a != "" {
+		fmt.Fprintf(w, "  swaks --server %s --tls --tls-ca-path %s --auth PLAIN --auth-user alice --to alice@localhost\n", a, ca)
+		fmt.Fprintf(w, "  MAILSEC_PASSWORD=... mailsec send --server %s --ca-file %s --user alice --from alice@localhost --to alice@localhost --subject hi --body hello\n", a, ca)
+	}
+	if a := first["smtps"]; a != "" {
+		fmt.Fprintf(w, "  curl --url smtps://%s --cacert %s --user alice --mail-from alice@localhost --mail-rcpt alice@localhost --crlf --upload-file MESSAGE\n", a, ca)
+	}
+	if a := first["mx"]; a != "" {
+		fmt.Fprintf(w, "  swaks --server %s --tls --tls-ca-path %s --to alice@localhost   (MX: no AUTH)\n", a, ca)
+	}
+	if a := first["pop3s"]; a != "" {
+		fmt.Fprintf(w, "  curl --url pop3s://%s/1 --cacert %s --user alice   (POP3S: retrieve message 1)\n", a, ca)
+	}
+	if a := first["pop3"]; a != "" {
+		fmt.Fprintf(w, "  openssl s_client -quiet -starttls pop3 -connect %s -CAfile %s   (POP3 with STLS)\n", a, ca)
+	}
 }
 
 // waitForSignals runs until SIGINT or SIGTERM, reloading the certificate

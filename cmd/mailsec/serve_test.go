@@ -27,9 +27,13 @@ func TestBannerSaysWhereEverythingIs(t *testing.T) {
 		Listeners: []server.ListenerInfo{
 			{Listener: server.Listener{Name: "mx", Kind: "mx", TLS: "may"}, Addr: "127.0.0.1:2525"},
 			{Listener: server.Listener{Name: "submission", Kind: "submission"}, Addr: "127.0.0.1:2587"},
-		}})
+			{Listener: server.Listener{Name: "pop3", Kind: "pop3"}, Addr: "127.0.0.1:2110"},
+			{Listener: server.Listener{Name: "pop3s", Kind: "pop3s"}, Addr: "127.0.0.1:2995"},
+		}, MetricsAddr: "127.0.0.1:9725"})
 	for _, want := range []string{"d/users", "d/tls/ca.pem", "127.0.0.1:2525", "STARTTLS may",
-		"mailsec users add alice --data ./d", "swaks --server 127.0.0.1:2587", "mailsec send --server 127.0.0.1:2587 --ca-file d/tls/ca.pem"} {
+		"mailsec users add alice --data ./d", "swaks --server 127.0.0.1:2587", "mailsec send --server 127.0.0.1:2587 --ca-file d/tls/ca.pem",
+		"STLS required before login", "curl --url pop3s://127.0.0.1:2995/1 --cacert d/tls/ca.pem",
+		"-starttls pop3 -connect 127.0.0.1:2110", "http://127.0.0.1:9725/metrics"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, b.String())
 		}

@@ -1,0 +1,61 @@
+package srvconn
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// Lines over the limit or the buffer are consumed whole and refused; the
+// next line is read normally.
+func TestReadLine(t *testing.T) {
+	in := "ok\r\n" + strings.Repeat("x", 100) + "\r\n" + strings.Repeat("y", 5000) + "\r\nbare\nlast\r\n"
+	r := bufio.NewReaderSize(strings.NewReader(in), 64)
+	for _, want := range []struct {
+		line string
+		err  error
+	}{{"ok", nil}, {"", ErrLineTooLong}, {"", ErrLineTooLong}, {"", ErrBareLF}, {"last", nil}, {"", io.EOF}} {
+		got, err := ReadLine(r, 50)
+		if string(got) != want.line || !errors.Is(err, want.err) {
+			t.Fatalf("got %q %v, want %q %v", got, err, want.line, want.err)
+		}
+	}
+}
+
+func TestTrackerLimits(t *testing.T) {
+	var tr Tracker[int]
+	tr.Init(2, 1)
+	if r := tr.Admit(1, "a"); r != Admitted {
+		t.Fatal(r)
+	}
+	if r := tr.Admit(2, "a"); r != TooManyFromIP {
+		t.Fatal(r)
+	}
+	if r := tr.Admit(3, "b"); r != Admitted {
+		t.Fatal(r)
+	}
+	if r := tr.Admit(4, "c"); r != TooMany {
+		t.Fatal(r)
+	}
+	tr.Release(1)
+	if r := tr.Admit(5, "a"); r != Admitted {
+		t.Fatal(r)
+	}
+	kicked := 0
+	done := make(chan error)
+	go func() { done <- tr.Shutdown(t.Context(), func(int) { kicked++ }, func(int) {}) }()
+	for !tr.Closed() {
+		runtime.Gosched()
+	}
+	tr.Release(3)
+	tr.Release(5)
+	if err := <-done; err != nil || kicked != 2 {
+		t.Fatalf("shutdown: %v, %d kicked", err, kicked)
+	}
+	if r := tr.Admit(6, "d"); r != ShuttingDown {
+		t.Fatal(r)
+	}
+}

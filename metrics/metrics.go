@@ -1,0 +1,124 @@
+// Package metrics holds the Prometheus metrics of mailsec serve and serves
+// them over HTTP. The servers feed it three ways, none of which needs a
+// hook in the protocol packages: connections and TLS handshakes are seen by
+// the listener and TLS configuration wrappers of package server, message
+// deliveries by a wrapper around the delivery backend, and logins and POP3
+// retrievals by Events, a slog.Handler that watches the servers' structured
+// log records.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is one set of mailsec serve metrics in its own registry.
+type Metrics struct {
+	reg            *prometheus.Registry
+	connections    *prometheus.CounterVec
+	tlsHandshakes  *prometheus.CounterVec
+	auth           *prometheus.CounterVec
+	messages       *prometheus.CounterVec
+	bytesReceived  prometheus.Counter
+	deliveryTime   prometheus.Histogram
+	retrievals     *prometheus.CounterVec
+	retrievedBytes *prometheus.CounterVec
+}
+
+// New makes the metrics, plus the Go runtime and process collectors (heap,
+// goroutines, RSS, open file descriptors).
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsec_connections_total",
+			Help: "Connections accepted, per listener.",
+		}, []string{"listener", "kind"}),
+		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsec_tls_handshakes_total",
+			Help: "Completed TLS handshakes per listener, TLS version and mode (starttls: a STARTTLS/STLS upgrade; implicit: SMTPS/POP3S).",
+		}, []string{"listener", "version", "mode"}),
+		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsec_auth_total",
+			Help: "Login attempts per listener, mechanism (USER is POP3 USER/PASS) and result (success, failure).",
+		}, []string{"listener", "mechanism", "result"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsec_messages_total",
+			Help: "Messages received over SMTP by result (accepted, rejected) and reason class of a rejection (size, content, transfer, store).",
+		}, []string{"result", "reason"}),
+		bytesReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailsec_received_bytes_total",
+			Help: "Message octets received over SMTP, accepted or not.",
+		}),
+		deliveryTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailsec_delivery_seconds",
+			Help:    "Time from the last octet of a message to its durable storage (what the 250 reply waits for).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		retrievals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsec_pop3_retrievals_total",
+			Help: "Messages retrieved with POP3 RETR, per listener.",
+		}, []string{"listener"}),
+		retrievedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsec_pop3_retrieved_bytes_total",
+			Help: "Message octets read for POP3 RETR, per listener.",
+		}, []string{"listener"}),
+	}
+	m.reg.MustRegister(m.connections, m.tlsHandshakes, m.auth, m.messages, m.bytesReceived, m.deliveryTime,
+		m.retrievals, m.retrievedBytes,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Connection counts an accepted connection.
+func (m *Metrics) Connection(listener, kind string) {
+	m.connections.WithLabelValues(listener, kind).Inc()
+}
+
+// TLSHandshake counts a completed handshake; implicit is true for SMTPS
+// and POP3S, false for a STARTTLS or STLS upgrade.
+func (m *Metrics) TLSHandshake(listener, version string, implicit bool) {
+	mode := "starttls"
+	if implicit {
+		mode = "implicit"
+	}
+	m.tlsHandshakes.WithLabelValues(listener, version, mode).Inc()
+}
+
+// Auth counts a login attempt.
+func (m *Metrics) Auth(listener, mechanism string, ok bool) {
+	result := "failure"
+	if ok {
+		result = "success"
+	}
+	m.auth.WithLabelValues(listener, mechanism, result).Inc()
+}
+
+// Message counts a message received in full (accepted) or refused, with
+// reason as the class of the refusal.
+func (m *Metrics) Message(octets int64, accepted bool, reason string) {
+	m.bytesReceived.Add(float64(octets))
+	if accepted {
+		m.messages.WithLabelValues("accepted", "").Inc()
+		return
+	}
+	m.messages.WithLabelValues("rejected", reason).Inc()
+}
+
+// Delivered records how long storing an accepted message took.
+func (m *Metrics) Delivered(d time.Duration) { m.deliveryTime.Observe(d.Seconds()) }
+
+// Retrieved counts POP3 retrievals of one session.
+func (m *Metrics) Retrieved(listener string, messages int, octets int64) {
+	m.retrievals.WithLabelValues(listener).Add(float64(messages))
+	m.retrievedBytes.WithLabelValues(listener).Add(float64(octets))
+}
