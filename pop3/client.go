@@ -114,22 +114,21 @@ type Options struct {
 // reader returned by Retr or Top must be read to its end or closed before
 // the next command.
 type Client struct {
-	conn      net.Conn
-	r         *bufio.Reader
-	w         *bufio.Writer
-	host      string
-	port      int
-	opts      Options
-	log       *slog.Logger
-	tlslog    *slog.Logger
-	tls       *tls.ConnectionState
-	tlsConfig *tls.Config
-	greeting  string
-	capa      map[string][]string // CAPA tags, upper case, to their arguments
-	capaOK    bool                // the server answered CAPA
-	sc        *security.Context
-	body      *Body // the message being read, if any
-	broken    error // set when the session can no longer be used
+	conn     net.Conn
+	r        *bufio.Reader
+	w        *bufio.Writer
+	host     string
+	port     int
+	opts     Options
+	log      *slog.Logger
+	tlslog   *slog.Logger
+	tls      *tls.ConnectionState
+	greeting string
+	capa     map[string][]string // CAPA tags, upper case, to their arguments
+	capaOK   bool                // the server answered CAPA
+	sc       *security.Context
+	body     *Body // the message being read, if any
+	broken   error // set when the session can no longer be used
 }
 
 // Dial connects to addr ("host:port"), reads the greeting, asks CAPA and
@@ -146,9 +145,9 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	}
 	port, _ := strconv.Atoi(portStr)
 	mode := o.TLSMode.For(port)
-	// Revocation fetches during the handshake share the connect deadline.
-	tcfg, err := o.TLS.ConfigContext(ctx, host)
-	if err != nil {
+	// A bad TLS option fails here, before anything is sent; each handshake
+	// builds its own configuration with its own context (see handshake).
+	if _, err := o.TLS.Config(host); err != nil {
 		return nil, err
 	}
 	if o.ProxyHost != "" && o.Auth != nil {
@@ -166,7 +165,7 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{conn: conn, host: host, port: port, opts: o, sc: sc, tlsConfig: tcfg,
+	c := &Client{conn: conn, host: host, port: port, opts: o, sc: sc,
 		log: mailsec.Logger(o.Logger, mailsec.FacilityProtocol), tlslog: mailsec.Logger(o.Logger, mailsec.FacilityTLS)}
 	c.setIO(conn)
 	if err := c.start(ctx, mode); err != nil {

@@ -38,7 +38,13 @@ func (c *Client) StartTLS(ctx context.Context) error {
 func (c *Client) handshake(ctx context.Context) error {
 	done := c.guard(ctx)
 	defer done()
-	tc := tls.Client(c.conn, c.tlsConfig)
+	// Built per handshake so that revocation fetches share this
+	// handshake's deadline, whenever the caller runs it.
+	cfg, err := c.opts.TLS.ConfigContext(ctx, c.host)
+	if err != nil {
+		return c.fail(ctx, err)
+	}
+	tc := tls.Client(c.conn, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return c.fail(ctx, tlsconf.HandshakeError(err))
 	}

@@ -174,6 +174,70 @@ mkmsg() {
   } >"$f"
 }
 
+# ---------------------------------------------------------------- a section's own Postfix
+
+# private_postfix DIR NAME LISTENER...: start a Postfix of a section's own,
+# with config, queue and data below DIR, never the shared peers' instance.
+# main.cf gets the settings common to such instances (nothing local, no DNS,
+# relaying only from loopback) plus the lines read from stdin; master.cf is
+# the stock service table without chroot and without the port 25 listener,
+# plus one smtpd per LISTENER ("HOST:PORT" then any "-o name=value"). Returns
+# once every listener accepts. The caller registers the stop with on_exit
+# (check runs in a subshell): postfix -c DIR/etc stop.
+private_postfix() {
+  local dir=$1 name=$2 etc=$1/etc l addr opts i
+  shift 2
+  [[ -e $dir/spool/pid/master.pid ]] && postfix -c "$etc" stop >/dev/null 2>&1
+  rm -rf "$dir"
+  mkdir -p "$etc" "$dir/spool" "$dir/data"
+  {
+    cat <<EOF
+compatibility_level = 3.6
+config_directory = $etc
+queue_directory = $dir/spool
+data_directory = $dir/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = $dir/maillog
+maillog_file_prefixes = $W
+syslog_name = postfix-mailsec-$name
+mydestination =
+inet_protocols = ipv4
+mynetworks = 127.0.0.1/32
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+alias_maps =
+alias_database =
+local_recipient_maps =
+relay_domains =
+smtpd_relay_restrictions = permit_mynetworks, reject
+EOF
+    cat
+  } >"$etc/main.cf"
+  cp /usr/share/postfix/master.cf.dist "$etc/master.cf"
+  postconf -c "$etc" -M# smtp/inet
+  postconf -c "$etc" -F "*/*/chroot = n"
+  for l in "$@"; do
+    addr=${l%% *} opts=
+    [[ $l == *" "* ]] && opts=${l#* }
+    postconf -c "$etc" -Me "$addr/inet = $addr inet n - n - - smtpd $opts"
+  done
+  chmod 644 "$etc"/*
+  # Postfix (user postfix) must reach its queue below $W, which mktemp made
+  # 0700: traversal only.
+  chmod o+x "$W"
+  postfix -c "$etc" set-permissions >"$dir/setperm.log" 2>&1 || why "postfix set-permissions: $(tail -n 2 "$dir/setperm.log")" || return 1
+  postfix -c "$etc" start >"$dir/start.log" 2>&1 || why "private postfix did not start: $(tail -n 2 "$dir/start.log")" || return 1
+  for l in "$@"; do
+    addr=${l%% *}
+    for ((i = 0; i < 50; i++)); do
+      (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null && continue 2
+      sleep 0.2
+    done
+    why "private postfix does not listen on $addr: $(tail -n 2 "$dir/maillog" 2>/dev/null)" || return 1
+  done
+}
+
 # ---------------------------------------------------------------- running clients
 
 need_bin() {

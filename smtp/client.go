@@ -122,24 +122,23 @@ type Options struct {
 
 // Client is an SMTP session. It is not safe for concurrent use.
 type Client struct {
-	conn      net.Conn
-	r         *bufio.Reader
-	w         *bufio.Writer
-	host      string
-	port      int
-	opts      Options
-	log       *slog.Logger
-	tlslog    *slog.Logger
-	tls       *tls.ConnectionState
-	tlsConfig *tls.Config
-	ext       map[string]string // EHLO keywords, upper case, to their parameters
-	esmtp     bool
-	greet     *Reply
-	hello     *Reply
-	sc        *security.Context
-	broken    error // set when the session can no longer be used
-	chunkBuf  []byte
-	copyBuf   []byte
+	conn     net.Conn
+	r        *bufio.Reader
+	w        *bufio.Writer
+	host     string
+	port     int
+	opts     Options
+	log      *slog.Logger
+	tlslog   *slog.Logger
+	tls      *tls.ConnectionState
+	ext      map[string]string // EHLO keywords, upper case, to their parameters
+	esmtp    bool
+	greet    *Reply
+	hello    *Reply
+	sc       *security.Context
+	broken   error // set when the session can no longer be used
+	chunkBuf []byte
+	copyBuf  []byte
 }
 
 // Dial connects to addr ("host:port"), reads the greeting, says EHLO and
@@ -161,9 +160,9 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	}
 	port, _ := strconv.Atoi(portStr)
 	mode := o.TLSMode.For(port)
-	// Revocation fetches during the handshake share the connect deadline.
-	tcfg, err := o.TLS.ConfigContext(ctx, host)
-	if err != nil {
+	// A bad TLS option fails here, before anything is sent; each handshake
+	// builds its own configuration with its own context (see handshake).
+	if _, err := o.TLS.Config(host); err != nil {
 		return nil, err
 	}
 	sc := o.Security
@@ -181,7 +180,6 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 		log: mailsec.Logger(o.Logger, mailsec.FacilityProtocol), tlslog: mailsec.Logger(o.Logger, mailsec.FacilityTLS)}
 	c.r = bufio.NewReaderSize(conn, 4096)
 	c.w = bufio.NewWriterSize(conn, 32*1024)
-	c.tlsConfig = tcfg
 	if err := c.start(ctx, mode); err != nil {
 		c.conn.Close()
 		return nil, err

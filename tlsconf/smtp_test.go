@@ -119,3 +119,27 @@ func TestRevocationThroughSMTPClient(t *testing.T) {
 		t.Errorf("under TLS the server read %q, want EHLO and QUIT", got)
 	}
 }
+
+// STARTTLS run by hand after Dial returned (as mailsec probe does): the
+// revocation fetches take the handshake's context, not Dial's, which is
+// over by then.
+func TestRevocationStartTLSAfterDial(t *testing.T) {
+	p := newPKI(t)
+	revoked := p.leaf(p.inter, p.url("/ocsp/good"), nil)
+	p.revoke(revoked.Leaf, 1)
+	addr, _ := starttlsServer(t, revoked)
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	c, err := smtp.Dial(dctx, addr, &smtp.Options{TLSMode: smtp.TLSNone, LocalName: "client.test",
+		TLS: tlsconf.Options{RootCAs: p.roots, ServerName: "localhost", Revocation: tlsconf.Revocation{Cache: tlsconf.NewRevocationCache(8)}}})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	err = c.StartTLS(ctx)
+	if !errors.Is(err, mailsec.TLSCertificate) || !strings.Contains(err.Error(), "is revoked according to the OCSP responder") {
+		t.Fatalf("err = %v, want the leaf refused as revoked (not the status unknown for a spent context)", err)
+	}
+}

@@ -163,32 +163,11 @@ check rv-http t_rv_http
 [[ -s $RV_DIR/http.pid ]] && on_exit "kill $(cat "$RV_DIR/http.pid")"
 
 t_rv_postfix() {
-  local etc=$RV_PF/etc
-  [[ -e $RV_PF/spool/pid/master.pid ]] && postfix -c "$etc" stop >/dev/null 2>&1
-  rm -rf "$RV_PF"
-  mkdir -p "$etc" "$RV_PF/spool" "$RV_PF/data"
-  cat >"$etc/main.cf" <<EOF
-compatibility_level = 3.6
-config_directory = $etc
-queue_directory = $RV_PF/spool
-data_directory = $RV_PF/data
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = $RV_PF/maillog
-maillog_file_prefixes = $W
-syslog_name = postfix-mailsec-revocation
+  private_postfix "$RV_PF" revocation \
+    "$RV_HOST:$RV_GOOD -o smtpd_tls_chain_files=$RV_DIR/good.key,$RV_DIR/good-chain.pem" \
+    "$RV_HOST:$RV_REVOKED -o smtpd_tls_chain_files=$RV_DIR/revoked.key,$RV_DIR/revoked-chain.pem" <<EOF
 myhostname = revocation.mailsec.test
-mydestination =
 inet_interfaces = $RV_HOST
-inet_protocols = ipv4
-mynetworks = 127.0.0.1/32
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-alias_maps =
-alias_database =
-local_recipient_maps =
-relay_domains =
-smtpd_relay_restrictions = permit_mynetworks, reject
 # Everything accepted is thrown away: the checks are about the handshake.
 default_transport = discard:revocation test
 relay_transport = discard:revocation test
@@ -196,44 +175,6 @@ smtpd_tls_security_level = may
 smtpd_tls_loglevel = 1
 smtpd_tls_session_cache_database =
 EOF
-  cat >"$etc/master.cf" <<EOF
-$RV_HOST:$RV_GOOD inet n - n - - smtpd
-  -o smtpd_tls_chain_files=$RV_DIR/good.key,$RV_DIR/good-chain.pem
-$RV_HOST:$RV_REVOKED inet n - n - - smtpd
-  -o smtpd_tls_chain_files=$RV_DIR/revoked.key,$RV_DIR/revoked-chain.pem
-pickup     unix  n       -       n       60      1       pickup
-cleanup    unix  n       -       n       -       0       cleanup
-qmgr       unix  n       -       n       300     1       qmgr
-tlsmgr     unix  -       -       n       1000?   1       tlsmgr
-rewrite    unix  -       -       n       -       -       trivial-rewrite
-bounce     unix  -       -       n       -       0       bounce
-defer      unix  -       -       n       -       0       bounce
-trace      unix  -       -       n       -       0       bounce
-verify     unix  -       -       n       -       1       verify
-flush      unix  n       -       n       1000?   0       flush
-proxymap   unix  -       -       n       -       -       proxymap
-proxywrite unix  -       -       n       -       1       proxymap
-smtp       unix  -       -       n       -       -       smtp
-relay      unix  -       -       n       -       -       smtp
-showq      unix  n       -       n       -       -       showq
-error      unix  -       -       n       -       -       error
-retry      unix  -       -       n       -       -       error
-discard    unix  -       -       n       -       -       discard
-anvil      unix  -       -       n       -       1       anvil
-scache     unix  -       -       n       -       1       scache
-postlog    unix-dgram n  -       n       -       1       postlogd
-EOF
-  chmod 644 "$etc"/*
-  postfix -c "$etc" set-permissions >"$RV_PF/setperm.log" 2>&1 || why "postfix set-permissions: $(tail -n 2 "$RV_PF/setperm.log")" || return 1
-  postfix -c "$etc" start >"$RV_PF/start.log" 2>&1 || why "private postfix did not start: $(tail -n 2 "$RV_PF/start.log")" || return 1
-  local i p
-  for p in $RV_GOOD $RV_REVOKED; do
-    for ((i = 0; i < 50; i++)); do
-      (exec 3<>"/dev/tcp/$RV_HOST/$p") 2>/dev/null && break
-      sleep 0.2
-    done
-    (exec 3<>"/dev/tcp/$RV_HOST/$p") 2>/dev/null || why "postfix does not listen on $p: $(tail -n 2 "$RV_PF/maillog")" || return 1
-  done
 }
 check rv-postfix t_rv_postfix
 [[ -e $RV_PF/spool/pid/master.pid ]] && on_exit "postfix -c '$RV_PF/etc' stop"

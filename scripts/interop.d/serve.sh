@@ -272,31 +272,12 @@ fi
 
 SV_PF=$SV_DIR/postfix
 t_postfix_relay() {
-  local etc=$SV_PF/etc
-  rm -rf "$SV_PF"
-  mkdir -p "$etc" "$SV_PF/spool" "$SV_PF/data"
-  cat >"$etc/main.cf" <<EOF
-compatibility_level = 3.6
-config_directory = $etc
-queue_directory = $SV_PF/spool
-data_directory = $SV_PF/data
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = $SV_PF/maillog
-maillog_file_prefixes = $W
-syslog_name = postfix-mailsec-serve
+  # Postfix (user postfix) must read the CA below $W.
+  chmod o+x "$W"
+  chmod o+rx "$SV_DIR" "$SV_DATA" "$SV_DATA/tls"
+  private_postfix "$SV_PF" serve "$SV_HOST:$SV_POSTFIX" <<EOF || return 1
 myhostname = relay.client.test
-mydestination =
 inet_interfaces = $SV_HOST
-inet_protocols = ipv4
-mynetworks = 127.0.0.1/32
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-alias_maps =
-alias_database =
-local_recipient_maps =
-relay_domains =
-smtpd_relay_restrictions = permit_mynetworks, reject
 relayhost = [$SV_HOST]:$SV_MX
 smtp_tls_security_level = encrypt
 smtp_tls_CAfile = $SV_CA
@@ -305,25 +286,7 @@ smtp_tls_session_cache_database =
 smtpd_tls_security_level = none
 always_add_missing_headers = no
 EOF
-  # The stock service table, without the port 25 listener and chroot, plus
-  # our own smtpd.
-  cp /usr/share/postfix/master.cf.dist "$etc/master.cf"
-  postconf -c "$etc" -M# smtp/inet
-  postconf -c "$etc" -F "*/*/chroot = n"
-  postconf -c "$etc" -Me "$SV_HOST:$SV_POSTFIX/inet = $SV_HOST:$SV_POSTFIX inet n - n - - smtpd"
-  chmod 644 "$etc"/*
-  # Postfix (user postfix) must reach its queue and read the CA below $W
-  # (mktemp makes $W 0700): traversal only for $W, the CA directory readable.
-  chmod o+x "$W"
-  chmod o+rx "$SV_DIR" "$SV_DATA" "$SV_DATA/tls"
-  postfix -c "$etc" set-permissions >"$SV_PF/setperm.log" 2>&1 || why "postfix set-permissions: $(tail -n 2 "$SV_PF/setperm.log")" || return 1
-  postfix -c "$etc" start >"$SV_PF/start.log" 2>&1 || why "private postfix did not start: $(tail -n 2 "$SV_PF/start.log")" || return 1
   sv_msg random || return 1
-  local i
-  for ((i = 0; i < 50; i++)); do
-    (exec 3<>"/dev/tcp/$SV_HOST/$SV_POSTFIX") 2>/dev/null && break
-    sleep 0.2
-  done
   timeout 60 swaks --server "$SV_HOST:$SV_POSTFIX" --from "sender@client.test" --to "alice@$SV_DOMAIN" \
     --data - <"$SV_MSG" >"$LOGS/$CHECK.swaks" 2>&1 || why "swaks into the private postfix failed" || return 1
   sv_arrived alice '\r\n' || { why "postfix log: $(grep -E 'status=|TLS' "$SV_PF/maillog" | tail -n 2 | tr '\n' ' ')"; return 1; }
