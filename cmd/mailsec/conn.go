@@ -10,13 +10,16 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/dial"
 	"github.com/mailsec/mailsec/sasl"
+	"github.com/mailsec/mailsec/smtp"
 	"github.com/mailsec/mailsec/tlsconf"
 )
 
@@ -74,6 +77,48 @@ func (f *connFlags) register(fs *pflag.FlagSet, defaultPort string) {
 	fs.StringVar(&f.logLevel, "log-level", "warn", "error|warn|info|debug")
 	fs.BoolVar(&f.plaintextAuth, "allow-plaintext-auth", false, "allow sending credentials without TLS (dangerous)")
 	fs.StringVar(&f.proxy, "proxy", "", proxyHelp)
+}
+
+// commonOpts is what the flags say about a connection, whatever the
+// protocol.
+type commonOpts struct {
+	addr   string
+	port   int
+	mode   smtp.TLSMode // --tls, parsed; POP3 maps it onto its own modes
+	tls    tlsconf.Options
+	logger *slog.Logger
+	dialer dial.Dialer
+	auth   *sasl.Credentials
+	mech   string
+}
+
+// common resolves the flags shared by send, probe and fetch; withAuth
+// gathers the credentials too.
+func (f *connFlags) common(ctx context.Context, defaultPort string, withAuth bool) (*commonOpts, error) {
+	addr, portStr, err := f.address(defaultPort)
+	if err != nil {
+		return nil, err
+	}
+	c := &commonOpts{addr: addr}
+	c.port, _ = strconv.Atoi(portStr)
+	if c.mode, err = smtp.ParseTLSMode(f.tlsMode); err != nil {
+		return nil, usageError{err}
+	}
+	if c.tls, err = f.tlsOptions(); err != nil {
+		return nil, err
+	}
+	if c.logger, err = f.logger(); err != nil {
+		return nil, err
+	}
+	if c.dialer, err = f.dialer(c.logger); err != nil {
+		return nil, err
+	}
+	if withAuth {
+		if c.auth, c.mech, err = f.credentials(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // address returns HOST:PORT, adding the default port when none is given.

@@ -48,13 +48,20 @@ func (r *probeResult) observe(cs tls.ConnectionState) {
 }
 
 func probeCmd() *cobra.Command {
-	var cf connFlags
+	var (
+		cf       connFlags
+		pop3Flag bool
+	)
 	cmd := &cobra.Command{
-		Use:   "probe --server HOST:PORT",
+		Use:   "probe --server HOST:PORT [--pop3]",
 		Short: "Show what a server offers before and after TLS, and its certificate chain",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res := &probeResult{Server: cf.server}
-			err := runProbe(cmd.Context(), &cf, res)
+			run := runProbe
+			if pop3Flag {
+				run = runProbePOP3
+			}
+			err := run(cmd.Context(), &cf, res)
 			if res.seen != nil && res.TLS != nil && len(res.TLS.Revocation) == 0 {
 				res.TLS.Revocation = tlsconf.FactsOf(res.seen).Revocation
 			}
@@ -69,6 +76,7 @@ func probeCmd() *cobra.Command {
 		},
 	}
 	cf.register(cmd.Flags(), "587")
+	cmd.Flags().BoolVar(&pop3Flag, "pop3", false, "probe a POP3 server (CAPA before and after STLS; default port 995)")
 	return cmd
 }
 

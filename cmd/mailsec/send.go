@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -148,34 +147,13 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 // smtpOptions turns the flags into the server address, its port and the
 // client options; withAuth gathers the credentials too.
 func smtpOptions(ctx context.Context, cf *connFlags, withAuth bool) (string, int, *smtp.Options, error) {
-	addr, portStr, err := cf.address("587")
+	c, err := cf.common(ctx, "587", withAuth)
 	if err != nil {
 		return "", 0, nil, err
 	}
-	port, _ := strconv.Atoi(portStr)
-	mode, err := smtp.ParseTLSMode(cf.tlsMode)
-	if err != nil {
-		return "", 0, nil, usageError{err}
-	}
-	tlsOpts, err := cf.tlsOptions()
-	if err != nil {
-		return "", 0, nil, err
-	}
-	logger, err := cf.logger()
-	if err != nil {
-		return "", 0, nil, err
-	}
-	o := &smtp.Options{TLSMode: mode, TLS: tlsOpts, AllowPlaintextAuth: cf.plaintextAuth,
-		CommandTimeout: cf.timeout, Logger: logger, Transcript: cf.transcriptWriter(), LocalName: cf.localName}
-	if o.Dialer, err = cf.dialer(logger); err != nil {
-		return "", 0, nil, err
-	}
-	if withAuth {
-		if o.Auth, o.Mechanism, err = cf.credentials(ctx); err != nil {
-			return "", 0, nil, err
-		}
-	}
-	return addr, port, o, nil
+	return c.addr, c.port, &smtp.Options{TLSMode: c.mode, TLS: c.tls, AllowPlaintextAuth: cf.plaintextAuth,
+		CommandTimeout: cf.timeout, Logger: c.logger, Transcript: cf.transcriptWriter(), LocalName: cf.localName,
+		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech}, nil
 }
 
 // connect dials and secures the session within --timeout; the commands
