@@ -9,6 +9,9 @@
 #         refuses every target on port SMTP_PLAIN_PORT
 #   13083 tinyproxy, HTTP CONNECT to the submission, SMTPS and POP3S ports
 #   13084 tinyproxy, the same with Basic authentication (dave, the password)
+#   13085 ssh -D (OpenSSH dynamic forwarding: SOCKS4, SOCKS4a and SOCKS5),
+#         through a private sshd on 13086 with a key made here; the only
+#         Debian SOCKS4a server (Dante 1.4 dials 0.0.0.1 for 4a requests)
 #   13089 nothing: the unreachable proxy
 # The server is always named "localhost": SOCKS5, SOCKS4a and CONNECT hand
 # the name to the proxy (the transcript says so), and the certificate is
@@ -82,6 +85,22 @@ px_start danted 13082 danted -f "$PX/danted.conf" -p "$PX/danted.pid" && PX_UP+=
 px_start tinyproxy 13083 tinyproxy -d -c "$PX/tinyproxy.conf" && PX_UP+=(tinyproxy)
 px_start tinyproxy-auth 13084 tinyproxy -d -c "$PX/tinyproxy-auth.conf" && PX_UP+=(tinyproxy-auth)
 
+# OpenSSH: a private sshd (host and user keys made here, key login for
+# root only from this key) and a client whose -D port is the SOCKS proxy.
+px_ssh() {
+  rm -rf "$PX/ssh"
+  mkdir -p "$PX/ssh" /run/sshd
+  ssh-keygen -q -t ed25519 -N '' -f "$PX/ssh/host" && ssh-keygen -q -t ed25519 -N '' -f "$PX/ssh/user" || return 1
+  cp "$PX/ssh/user.pub" "$PX/ssh/authorized_keys"
+  printf '%s\n' "ListenAddress 127.0.0.1:13086" "HostKey $PX/ssh/host" "AuthorizedKeysFile $PX/ssh/authorized_keys" \
+    "PasswordAuthentication no" "KbdInteractiveAuthentication no" "PermitRootLogin prohibit-password" \
+    "AllowTcpForwarding yes" "StrictModes no" "UsePAM no" "PidFile $PX/ssh/sshd.pid" >"$PX/ssh/sshd_config"
+  px_start sshd 13086 /usr/sbin/sshd -D -e -f "$PX/ssh/sshd_config" || return 1
+  px_start ssh-socks 13085 ssh -N -D 127.0.0.1:13085 -p 13086 -i "$PX/ssh/user" -o BatchMode=yes \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ExitOnForwardFailure=yes "root@127.0.0.1"
+}
+px_ssh && PX_UP+=(ssh-socks)
+
 # px_up NAME: the proxy NAME is running
 px_up() { [[ " ${PX_UP[*]} " == *" $1 "* ]] || why "$1 is not running (see $LOGS/proxy-$1.log)"; }
 
@@ -146,6 +165,9 @@ S5=socks5://127.0.0.1:13080
 S5A=socks5://dave@127.0.0.1:13081
 D5=socks5://127.0.0.1:13082
 D4=socks4://127.0.0.1:13082
+O4A=socks4a://127.0.0.1:13085
+O4=socks4://127.0.0.1:13085
+O5=socks5://127.0.0.1:13085
 H=http://127.0.0.1:13083
 HA=http://dave@127.0.0.1:13084
 
@@ -159,7 +181,10 @@ check proxy-send-danted-socks5-submission t_px_send danted "$SMTP_SUBMISSION_POR
 check proxy-send-danted-socks5-smtps t_px_send danted "$SMTP_SMTPS_PORT" implicit SOCKS5 --proxy "$D5"
 check proxy-send-danted-socks4-submission t_px_send danted "$SMTP_SUBMISSION_PORT" starttls SOCKS4 --proxy "$D4"
 check proxy-send-danted-socks4-smtps t_px_send danted "$SMTP_SMTPS_PORT" implicit SOCKS4 --proxy "$D4"
-skip proxy-send-socks4a "Dante 1.4 does not implement SOCKS4a (it dials 0.0.0.1) and microsocks speaks SOCKS5 only; dial/proxy_test.go covers the 4a request bytes"
+check proxy-send-openssh-socks4a-submission t_px_send ssh-socks "$SMTP_SUBMISSION_PORT" starttls SOCKS4a --proxy "$O4A"
+check proxy-send-openssh-socks4a-smtps t_px_send ssh-socks "$SMTP_SMTPS_PORT" implicit SOCKS4a --proxy "$O4A"
+check proxy-send-openssh-socks4-submission t_px_send ssh-socks "$SMTP_SUBMISSION_PORT" starttls SOCKS4 --proxy "$O4"
+check proxy-send-openssh-socks5-smtps t_px_send ssh-socks "$SMTP_SMTPS_PORT" implicit SOCKS5 --proxy "$O5"
 check proxy-send-tinyproxy-submission t_px_send tinyproxy "$SMTP_SUBMISSION_PORT" starttls "HTTP CONNECT" --proxy "$H"
 check proxy-send-tinyproxy-smtps t_px_send tinyproxy "$SMTP_SMTPS_PORT" implicit "HTTP CONNECT" --proxy "$H"
 check proxy-send-tinyproxy-auth-submission t_px_send_auth tinyproxy-auth "$SMTP_SUBMISSION_PORT" starttls "HTTP CONNECT" --proxy "$HA"
@@ -263,6 +288,7 @@ if "$BIN" fetch --help >/dev/null 2>&1; then
     check proxy-fetch-microsocks-auth t_px_fetch_auth microsocks-auth SOCKS5 --proxy "$S5A"
     check proxy-fetch-danted-socks5 t_px_fetch danted SOCKS5 --proxy "$D5"
     check proxy-fetch-danted-socks4 t_px_fetch danted SOCKS4 --proxy "$D4"
+    check proxy-fetch-openssh-socks4a t_px_fetch ssh-socks SOCKS4a --proxy "$O4A"
     check proxy-fetch-tinyproxy t_px_fetch tinyproxy "HTTP CONNECT" --proxy "$H"
     check proxy-fetch-tinyproxy-auth t_px_fetch_auth tinyproxy-auth "HTTP CONNECT" --proxy "$HA"
   else
