@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"net/http"
 	"time"
 )
 
 // crlQuery fetches the CRL at url and looks for cert in it (RFC 5280
 // section 6.3). Only complete CRLs that the issuer signs itself are
 // understood: indirect and delta CRLs give no status.
-func crlQuery(ctx context.Context, url string, cert, issuer *x509.Certificate) answer {
-	der, err := fetch(ctx, url, "", nil, maxCRL)
+func crlQuery(ctx context.Context, hc *http.Client, url string, cert, issuer *x509.Certificate) answer {
+	der, err := fetch(ctx, hc, url, "", nil, maxCRL)
 	if err != nil {
 		return fetchAnswer(err)
 	}

@@ -36,6 +36,18 @@ var revocationHTTP = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
+// httpClient is revocationHTTP, or the same rules over d. A client made
+// for one check keeps no idle connections: it is dropped after it.
+func httpClient(d Dialer) *http.Client {
+	if d == nil {
+		return revocationHTTP
+	}
+	t := revocationHTTP.Transport.(*http.Transport).Clone()
+	t.DialContext = d.DialContext
+	t.DisableKeepAlives = true
+	return &http.Client{Transport: t, CheckRedirect: revocationHTTP.CheckRedirect}
+}
+
 // fetchError is a fetch that failed; offline says the source could not be
 // reached or is overloaded, as opposed to answering something unusable.
 type fetchError struct {
@@ -62,7 +74,7 @@ func fetchContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // most limit bytes of a 200 answer. Only http URLs are followed: RFC 5280
 // section 4.2.1.13 and RFC 6960 appendix A.1 define these sources over HTTP,
 // and an https source would need a revocation check of its own.
-func fetch(ctx context.Context, rawURL, contentType string, body []byte, limit int64) ([]byte, error) {
+func fetch(ctx context.Context, hc *http.Client, rawURL, contentType string, body []byte, limit int64) ([]byte, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, &fetchError{msg: "not an http URL, not followed"}
@@ -81,7 +93,7 @@ func fetch(ctx context.Context, rawURL, contentType string, body []byte, limit i
 	if body != nil {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := revocationHTTP.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		msg := "unreachable"
 		if errors.Is(err, context.DeadlineExceeded) {

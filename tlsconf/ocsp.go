@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
@@ -13,12 +14,12 @@ import (
 
 // ocspQuery asks the responder at url about cert (RFC 6960, POST as in
 // appendix A.1).
-func ocspQuery(ctx context.Context, url string, cert, issuer *x509.Certificate) answer {
+func ocspQuery(ctx context.Context, hc *http.Client, url string, cert, issuer *x509.Certificate) answer {
 	req, err := ocsp.CreateRequest(cert, issuer, nil)
 	if err != nil {
 		return noInfo("cannot build the request: %v", err)
 	}
-	der, err := fetch(ctx, url, "application/ocsp-request", req, maxOCSPResponse)
+	der, err := fetch(ctx, hc, url, "application/ocsp-request", req, maxOCSPResponse)
 	if err != nil {
 		return fetchAnswer(err)
 	}

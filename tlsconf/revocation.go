@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -63,6 +65,17 @@ type Revocation struct {
 	// Cache keeps statuses between connections; nil means one cache shared
 	// by the whole process.
 	Cache *RevocationCache
+	// Dialer, when set, carries the OCSP and CRL fetches: give it the proxy
+	// the mail connection goes through, so that a user who hides behind a
+	// proxy does not tell a responder from their own address which server
+	// they talk to. nil dials directly.
+	Dialer Dialer
+}
+
+// Dialer makes connections; dial.Dialer and golang.org/x/net/proxy's
+// ContextDialer have this shape.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // DefaultRevocationTimeout bounds the revocation check of one handshake
@@ -153,6 +166,7 @@ func checkRevocation(ctx context.Context, opts Revocation, chain []*x509.Certifi
 	if cache == nil {
 		cache = sharedCache
 	}
+	hc := httpClient(opts.Dialer)
 	statuses := make([]CertStatus, len(chain))
 	var wg sync.WaitGroup
 	for i, c := range chain {
@@ -177,7 +191,7 @@ func checkRevocation(ctx context.Context, opts Revocation, chain []*x509.Certifi
 		if i == 0 {
 			stapled = staple
 		}
-		wg.Go(func() { checkOne(ctx, cache, c, issuer, stapled, st) })
+		wg.Go(func() { checkOne(ctx, hc, cache, c, issuer, stapled, st) })
 	}
 	wg.Wait()
 	record(chain[0], statuses)
@@ -187,7 +201,7 @@ func checkRevocation(ctx context.Context, opts Revocation, chain []*x509.Certifi
 // checkOne asks the sources in order (stapled response, OCSP responders,
 // CRL distribution points) and stops at the first that says good or
 // revoked.
-func checkOne(ctx context.Context, cache *RevocationCache, cert, issuer *x509.Certificate, staple []byte, st *CertStatus) {
+func checkOne(ctx context.Context, hc *http.Client, cache *RevocationCache, cert, issuer *x509.Certificate, staple []byte, st *CertStatus) {
 	key := cacheKey(cert, issuer)
 	offline := false
 	settle := func(source, url string, a answer) bool {
@@ -221,12 +235,12 @@ func checkOne(ctx context.Context, cache *RevocationCache, cert, issuer *x509.Ce
 		return
 	}
 	for _, u := range cert.OCSPServer {
-		if settle(SourceOCSP, u, ocspQuery(ctx, u, cert, issuer)) {
+		if settle(SourceOCSP, u, ocspQuery(ctx, hc, u, cert, issuer)) {
 			return
 		}
 	}
 	for _, u := range cert.CRLDistributionPoints {
-		if settle(SourceCRL, u, crlQuery(ctx, u, cert, issuer)) {
+		if settle(SourceCRL, u, crlQuery(ctx, hc, u, cert, issuer)) {
 			return
 		}
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -295,5 +297,41 @@ func TestParseRevocationMode(t *testing.T) {
 	}
 	if _, err := tlsconf.ParseRevocationMode("all"); !errors.Is(err, mailsec.Config) {
 		t.Errorf("ParseRevocationMode(all) = %v, want a Config error", err)
+	}
+}
+
+// viaDialer records the addresses it was asked for, then dials them.
+type viaDialer struct {
+	mu    sync.Mutex
+	addrs []string
+}
+
+func (d *viaDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	d.addrs = append(d.addrs, addr)
+	d.mu.Unlock()
+	return (&net.Dialer{}).DialContext(ctx, network, addr)
+}
+
+// Revocation.Dialer carries every fetch (the mail connection's proxy, in
+// the CLI), so a user behind a proxy does not reach the responder
+// directly.
+func TestRevocationFetchesUseDialer(t *testing.T) {
+	p := newPKI(t)
+	addr := tlsServer(t, p.leaf(p.inter, p.url("/ocsp/good"), nil), nil)
+	d := &viaDialer{}
+	opts := tlsconf.Options{RootCAs: p.roots, Revocation: tlsconf.Revocation{Cache: tlsconf.NewRevocationCache(16), Dialer: d}}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	f, err := handshake(ctx, t, addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Revocation[0].Status != tlsconf.StatusGood {
+		t.Fatalf("leaf %+v, want good", f.Revocation[0])
+	}
+	responder := strings.TrimPrefix(p.srv.URL, "http://")
+	if hits := p.ocspHits.Load(); len(d.addrs) != int(hits) || hits == 0 || d.addrs[0] != responder {
+		t.Fatalf("the dialer saw %q for %d responder requests, want every one to %s", d.addrs, hits, responder)
 	}
 }

@@ -186,7 +186,7 @@ func fetchStaple(ctx context.Context, leaf, issuer *x509.Certificate) ([]byte, *
 	}
 	var errs []string
 	for _, u := range leaf.OCSPServer {
-		der, err := fetch(ctx, u, "application/ocsp-request", req, maxOCSPResponse)
+		der, err := fetch(ctx, revocationHTTP, u, "application/ocsp-request", req, maxOCSPResponse)
 		if err != nil {
 			errs = append(errs, u+": "+err.Error())
 			continue
