@@ -67,7 +67,7 @@ func (c *Client) Authenticate(ctx context.Context, m sasl.Client) error {
 	}
 	if v, ok := m.(sasl.Verifier); ok {
 		if err := v.Verify(); err != nil {
-			return c.fail(ctx, err)
+			return c.wire.Fail(ctx, err)
 		}
 	}
 	return nil
@@ -83,7 +83,7 @@ func (c *Client) cancelAuth(ctx context.Context, op string) {
 // allowed it (RFC 2595 section 2.2 asks clients to protect USER/PASS with
 // TLS; the APOP digest is open to offline guessing).
 func (c *Client) plainGuard(op string) error {
-	if c.tls == nil && !c.opts.AllowPlaintextAuth {
+	if c.wire.TLS == nil && !c.opts.AllowPlaintextAuth {
 		return &mailsec.Error{Code: mailsec.AuthUnavailable, Op: op,
 			Detail: "refusing to send credentials without TLS; allow plaintext auth explicitly to override"}
 	}

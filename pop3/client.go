@@ -8,54 +8,37 @@
 package pop3
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/dial"
+	"github.com/mailsec/mailsec/internal/wire"
 	"github.com/mailsec/mailsec/sasl"
 	"github.com/mailsec/mailsec/security"
 	"github.com/mailsec/mailsec/tlsconf"
 )
 
-// TLSMode says how the connection is secured.
-type TLSMode int
+// TLSMode says how the connection is secured; security.TLSMode documents
+// the modes, which POP3 and SMTP share.
+type TLSMode = security.TLSMode
 
+// The TLS modes; for POP3 the STARTTLS of their names is STLS.
 const (
-	// TLSDefault is implicit TLS on port 995 and mandatory STLS on any
-	// other port.
-	TLSDefault TLSMode = iota
-	// TLSImplicit starts TLS before POP3 (POP3S, RFC 8314 section 3.3).
-	TLSImplicit
-	// TLSStartTLS requires STLS; a server that does not offer it is an
-	// error and nothing else is sent.
-	TLSStartTLS
-	// TLSStartTLSOptional uses STLS when offered and continues in plain
-	// text otherwise; an active attacker can strip it.
-	TLSStartTLSOptional
-	// TLSNone never starts TLS.
-	TLSNone
+	TLSDefault          = security.TLSDefault
+	TLSImplicit         = security.TLSImplicit
+	TLSStartTLS         = security.TLSStartTLS
+	TLSStartTLSOptional = security.TLSStartTLSOptional
+	TLSNone             = security.TLSNone
 )
 
-// For resolves TLSDefault for a port: implicit TLS on 995 (RFC 8314
-// section 3.3), mandatory STLS elsewhere.
-func (m TLSMode) For(port int) TLSMode {
-	switch {
-	case m != TLSDefault:
-		return m
-	case port == 995:
-		return TLSImplicit
-	}
-	return TLSStartTLS
-}
+// ImplicitTLSPort is the POP3S port, where TLSDefault means implicit TLS
+// (RFC 8314 section 3.3); TLSDefault means mandatory STLS elsewhere.
+const ImplicitTLSPort = 995
 
 // The login methods of Options.Mechanism besides the SASL names.
 const (
@@ -114,21 +97,15 @@ type Options struct {
 // reader returned by Retr or Top must be read to its end or closed before
 // the next command.
 type Client struct {
-	conn     net.Conn
-	r        *bufio.Reader
-	w        *bufio.Writer
+	wire     *wire.Session
 	host     string
 	port     int
 	opts     Options
-	log      *slog.Logger
-	tlslog   *slog.Logger
-	tls      *tls.ConnectionState
 	greeting string
 	capa     map[string][]string // CAPA tags, upper case, to their arguments
 	capaOK   bool                // the server answered CAPA
 	sc       *security.Context
 	body     *Body // the message being read, if any
-	broken   error // set when the session can no longer be used
 }
 
 // Dial connects to addr ("host:port"), reads the greeting, asks CAPA and
@@ -139,17 +116,11 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	if opts != nil {
 		o = *opts
 	}
-	host, portStr, err := net.SplitHostPort(addr)
+	host, port, err := wire.Target(addr, &o.TLS)
 	if err != nil {
-		return nil, mailsec.Errorf(mailsec.Config, "dial", err, "server address %q is not host:port", addr)
-	}
-	port, _ := strconv.Atoi(portStr)
-	mode := o.TLSMode.For(port)
-	// A bad TLS option fails here, before anything is sent; each handshake
-	// builds its own configuration with its own context (see handshake).
-	if _, err := o.TLS.Config(host); err != nil {
 		return nil, err
 	}
+	mode := o.TLSMode.Resolve(port, ImplicitTLSPort)
 	if o.ProxyHost != "" && o.Auth != nil {
 		cred := *o.Auth
 		cred.Username += "@" + o.ProxyHost
@@ -161,33 +132,31 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 			return nil, err
 		}
 	}
-	conn, err := dial.Dial(ctx, o.Dialer, addr)
+	c := &Client{host: host, port: port, opts: o, sc: sc}
+	timeout := o.CommandTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
+	// Commands are short, so only the read buffer is large.
+	c.wire, err = wire.Dial(ctx, o.Dialer, addr, wire.Config{Host: host, TLS: &c.opts.TLS, Timeout: timeout,
+		ReadBuffer: bufSize, WriteBuffer: 4096, Logger: o.Logger, Transcript: o.Transcript})
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{conn: conn, host: host, port: port, opts: o, sc: sc,
-		log: mailsec.Logger(o.Logger, mailsec.FacilityProtocol), tlslog: mailsec.Logger(o.Logger, mailsec.FacilityTLS)}
-	c.setIO(conn)
 	if err := c.start(ctx, mode); err != nil {
-		c.conn.Close()
+		c.wire.Conn.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// bufSize is the read and write buffer size: large enough that a message
-// body moves in a few system calls per TLS record.
+// bufSize is the read buffer size: large enough that a message body moves
+// in a few system calls per TLS record.
 const bufSize = 32 << 10
-
-func (c *Client) setIO(conn net.Conn) {
-	c.conn = conn
-	c.r = bufio.NewReaderSize(conn, bufSize)
-	c.w = bufio.NewWriterSize(conn, 4096)
-}
 
 func (c *Client) start(ctx context.Context, mode TLSMode) error {
 	if mode == TLSImplicit {
-		if err := c.handshake(ctx); err != nil {
+		if err := c.wire.Handshake(ctx); err != nil {
 			return err
 		}
 	}
@@ -206,8 +175,8 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 		c.quitQuietly(ctx)
 		return err
 	}
-	if c.tls == nil && mode == TLSStartTLSOptional {
-		c.log.Warn("the server does not offer STLS: continuing WITHOUT encryption, as --tls starttls-optional allows",
+	if c.wire.TLS == nil && mode == TLSStartTLSOptional {
+		c.wire.Log.Warn("the server does not offer STLS: continuing WITHOUT encryption, as --tls starttls-optional allows",
 			"facility", string(mailsec.FacilityUser))
 	}
 	return nil
@@ -216,13 +185,7 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 // defaultContext builds the security context the options describe: STLS
 // (mandatory or optional) first, then one login driver.
 func defaultContext(mode TLSMode, o *Options) (*security.Context, error) {
-	sc := &security.Context{}
-	switch mode {
-	case TLSStartTLS:
-		sc.Add(security.NewStartTLS(), security.Mandatory)
-	case TLSStartTLSOptional:
-		sc.Add(security.NewStartTLS(), security.Optional)
-	}
+	sc := mode.NewContext()
 	if o.Auth == nil {
 		return sc, nil
 	}
@@ -245,7 +208,7 @@ func defaultContext(mode TLSMode, o *Options) (*security.Context, error) {
 func (c *Client) Greeting() string { return c.greeting }
 
 // TLS returns the TLS state, or nil when the session is in plain text.
-func (c *Client) TLS() *tls.ConnectionState { return c.tls }
+func (c *Client) TLS() *tls.ConnectionState { return c.wire.TLS }
 
 // Security returns the context the session was opened with, so callers can
 // read each driver's report (seed 000's GetSecurity).
@@ -253,7 +216,7 @@ func (c *Client) Security() *security.Context { return c.sc }
 
 // State implements security.Conn.
 func (c *Client) State() sasl.ConnState {
-	return sasl.ConnState{TLS: c.tls, Host: c.host, Port: c.port, AllowPlaintext: c.opts.AllowPlaintextAuth}
+	return sasl.ConnState{TLS: c.wire.TLS, Host: c.host, Port: c.port, AllowPlaintext: c.opts.AllowPlaintextAuth}
 }
 
 // Quit ends the session with QUIT, which makes the server delete the
@@ -263,8 +226,7 @@ func (c *Client) State() sasl.ConnState {
 func (c *Client) Quit(ctx context.Context) error {
 	err := c.simple(ctx, "QUIT", "QUIT")
 	cerr := c.sc.Close(ctx, c)
-	c.conn.Close()
-	c.broken = mailsec.Errorf(mailsec.NotConnected, "", nil, "the session has ended")
+	c.wire.End()
 	if err != nil {
 		return err
 	}
@@ -273,12 +235,7 @@ func (c *Client) Quit(ctx context.Context) error {
 
 // Close drops the connection without QUIT: the server deletes nothing
 // (RFC 1939 section 6: no UPDATE state without QUIT).
-func (c *Client) Close() error {
-	if c.broken == nil {
-		c.broken = mailsec.Errorf(mailsec.NotConnected, "", nil, "the session is closed")
-	}
-	return c.conn.Close()
-}
+func (c *Client) Close() error { return c.wire.Close() }
 
 func (c *Client) quitQuietly(ctx context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -304,33 +261,25 @@ func (c *Client) cmd(ctx context.Context, op, line string) (*Reply, error) {
 }
 
 // exchange sends line, recording shown in the transcript instead, and reads
-// the status line. An empty shown sends nothing (the greeting).
+// the status line. An empty shown sends nothing (the greeting). RFC 1939
+// section 3 forbids CR and LF inside a command; arguments come from callers
+// and servers (UIDs, user names), so such a line is refused, and the
+// session ended, rather than let one smuggle a second command.
 func (c *Client) exchange(ctx context.Context, op, line, shown string) (*Reply, error) {
 	if err := c.usable(); err != nil {
 		return nil, err
 	}
-	done := c.guard(ctx)
-	defer done()
-	if shown != "" {
-		if err := c.send(op, line, shown); err != nil {
-			return nil, c.fail(ctx, err)
-		}
-		if err := c.flush(op); err != nil {
-			return nil, c.fail(ctx, err)
-		}
+	if strings.ContainsAny(line, "\r\n") {
+		return nil, c.wire.Fail(ctx, mailsec.Errorf(mailsec.Data, op, nil, "command argument contains CR or LF"))
 	}
-	rep, err := c.status(op)
-	if err != nil {
-		return nil, c.fail(ctx, err)
-	}
-	return rep, nil
+	return wire.Exchange(ctx, c.wire, op, line, shown, c.status)
 }
 
 // usable refuses a command while the session is broken or a message body
 // is still unread (its octets would be taken for the reply).
 func (c *Client) usable() error {
-	if c.broken != nil {
-		return c.broken
+	if c.wire.Broken != nil {
+		return c.wire.Broken
 	}
 	if c.body != nil {
 		return mailsec.Errorf(mailsec.NotConnected, "", nil, "the previous message has not been read to its end or closed")
@@ -338,112 +287,30 @@ func (c *Client) usable() error {
 	return nil
 }
 
-// send buffers one command line; shown is what the transcript records.
-// RFC 1939 section 3 forbids CR and LF inside a command; arguments come
-// from callers and servers (UIDs, user names), so they are refused here
-// rather than let one smuggle a second command.
-func (c *Client) send(op, line, shown string) error {
-	if strings.ContainsAny(line, "\r\n") {
-		return mailsec.Errorf(mailsec.Data, op, nil, "command argument contains CR or LF")
-	}
-	c.trace(true, shown)
-	if _, err := c.w.WriteString(line + "\r\n"); err != nil {
-		return mailsec.NetError(op, mailsec.SocketTx, err)
-	}
-	return nil
-}
-
-func (c *Client) flush(op string) error {
-	if err := c.w.Flush(); err != nil {
-		return mailsec.NetError(op, mailsec.SocketTx, err)
-	}
-	return nil
-}
-
 // status reads one status line.
 func (c *Client) status(op string) (*Reply, error) {
-	line, err := readLine(c.r)
+	line, err := readLine(c.wire.R)
 	if err == nil {
-		c.trace(false, line)
+		c.wire.Trace(false, line)
 		var rep *Reply
 		if rep, err = parseReply(line); err == nil {
 			return rep, nil
 		}
 	}
-	if me, ok := err.(*mailsec.Error); ok && me.Op == "read reply" {
-		me.Op = op
-	}
-	return nil, err
+	return nil, wire.Reading(err, op)
 }
 
 // multi reads the lines of a multi-line response under the context.
 func (c *Client) multi(ctx context.Context, op string, max int, each func(string) error) error {
-	done := c.guard(ctx)
+	done := c.wire.Guard(ctx, 1)
 	defer done()
-	err := readMulti(c.r, max, func(l string) error {
-		c.trace(false, l)
+	err := readMulti(c.wire.R, max, func(l string) error {
+		c.wire.Trace(false, l)
 		return each(l)
 	})
 	if err != nil {
-		if me, ok := err.(*mailsec.Error); ok && me.Op == "read reply" {
-			me.Op = op
-		}
-		return c.fail(ctx, err)
+		return c.wire.Fail(ctx, wire.Reading(err, op))
 	}
-	c.trace(false, ".")
+	c.wire.Trace(false, ".")
 	return nil
-}
-
-// timeout is the command timeout in force.
-func (c *Client) timeout() time.Duration {
-	if c.opts.CommandTimeout > 0 {
-		return c.opts.CommandTimeout
-	}
-	return 10 * time.Minute
-}
-
-// guard applies the context and the command timeout to the connection for
-// the duration of one exchange.
-func (c *Client) guard(ctx context.Context) func() {
-	deadline := time.Now().Add(c.timeout())
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
-	c.conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
-	return func() { stop() }
-}
-
-// fail marks the session broken after a transport or protocol error and
-// refines the error when the caller's context ended it.
-func (c *Client) fail(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		code := mailsec.Canceled
-		if ctx.Err() == context.DeadlineExceeded {
-			code = mailsec.Timeout
-		}
-		op := ""
-		if me, ok := err.(*mailsec.Error); ok {
-			op = me.Op
-		}
-		err = &mailsec.Error{Code: code, Op: op, Err: ctx.Err()}
-	}
-	c.broken = err
-	c.conn.Close()
-	return err
-}
-
-// trace records one line of the transcript.
-func (c *Client) trace(out bool, line string) {
-	arrow := "<-"
-	if out {
-		arrow = "->"
-	}
-	if c.tls != nil {
-		arrow = map[bool]string{true: "~>", false: "<~"}[out]
-	}
-	if c.opts.Transcript != nil {
-		fmt.Fprintf(c.opts.Transcript, "%s %s\n", arrow, line)
-	}
-	c.log.Log(context.Background(), mailsec.LevelTrace, line, "dir", arrow)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wiretest"
 	"github.com/mailsec/mailsec/sasl"
 )
 
@@ -18,20 +19,20 @@ import (
 func TestImplicitSession(t *testing.T) {
 	msg := "Subject: hi\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n"
 	stuffed := "Subject: hi\r\n\r\n..leading dot\r\n...two dots\r\n..\r\nend\r\n"
-	addr := scripted(t, true, func(s *server) {
+	addr := scripted(t, true, func(s *wiretest.Peer) {
 		loginTLS(s, "USER", "UIDL", "TOP")
-		s.expect("STAT")
-		s.send("+OK 2 320\r\n")
-		s.expect("LIST")
-		s.send("+OK 2 messages\r\n1 120\r\n2 200\r\n.\r\n")
-		s.expect("UIDL")
-		s.send("+OK\r\n1 abc\r\n2 d.e\r\n.\r\n")
-		s.expect("RETR 2")
-		s.send("+OK 200 octets\r\n" + stuffed + ".\r\n")
-		s.expect("DELE 2")
-		s.send("+OK\r\n")
-		s.expect("QUIT")
-		s.send("+OK bye\r\n")
+		s.Expect("STAT")
+		s.Send("+OK 2 320\r\n")
+		s.Expect("LIST")
+		s.Send("+OK 2 messages\r\n1 120\r\n2 200\r\n.\r\n")
+		s.Expect("UIDL")
+		s.Send("+OK\r\n1 abc\r\n2 d.e\r\n.\r\n")
+		s.Expect("RETR 2")
+		s.Send("+OK 200 octets\r\n" + stuffed + ".\r\n")
+		s.Expect("DELE 2")
+		s.Send("+OK\r\n")
+		s.Expect("QUIT")
+		s.Send("+OK bye\r\n")
 	})
 	var tr bytes.Buffer
 	ctx := context.Background()
@@ -77,21 +78,21 @@ func TestImplicitSession(t *testing.T) {
 // server says under TLS counts (RFC 2595 section 4), and SASL PLAIN goes
 // in the initial-response form of RFC 5034.
 func TestSTLSRequeriesCapa(t *testing.T) {
-	addr := scripted(t, false, func(s *server) {
-		s.send("+OK ready\r\n")
-		s.capa("STLS", "X-PLAIN-ONLY", "SASL LOGIN")
-		s.expect("STLS")
-		s.send("+OK go ahead\r\n")
-		s.tlsUp()
-		s.capa("SASL PLAIN SCRAM-SHA-256", "PIPELINING", "UIDL")
-		line := s.expect("AUTH PLAIN ")
+	addr := scripted(t, false, func(s *wiretest.Peer) {
+		s.Send("+OK ready\r\n")
+		capa(s, "STLS", "X-PLAIN-ONLY", "SASL LOGIN")
+		s.Expect("STLS")
+		s.Send("+OK go ahead\r\n")
+		s.StartTLS()
+		capa(s, "SASL PLAIN SCRAM-SHA-256", "PIPELINING", "UIDL")
+		line := s.Expect("AUTH PLAIN ")
 		ir, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(line, "AUTH PLAIN "))
 		if string(ir) != "\x00carol\x00"+carol.Password {
-			s.t.Errorf("initial response %q", ir)
+			s.T.Errorf("initial response %q", ir)
 		}
-		s.send("+OK welcome\r\n")
-		s.expect("QUIT")
-		s.send("+OK\r\n")
+		s.Send("+OK welcome\r\n")
+		s.Expect("QUIT")
+		s.Send("+OK\r\n")
 	})
 	ctx := context.Background()
 	var tr bytes.Buffer
@@ -119,15 +120,15 @@ func TestSTLSRequeriesCapa(t *testing.T) {
 // Octets sent after the +OK to STLS, before the handshake, are a response
 // injection: the connection is dropped and no credentials are sent.
 func TestSTLSInjection(t *testing.T) {
-	addr := scripted(t, false, func(s *server) {
-		s.send("+OK ready\r\n")
-		s.capa("STLS", "USER")
-		s.expect("STLS")
-		s.send("+OK begin TLS\r\n+OK injected\r\n")
-		s.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-		rest, _ := io.ReadAll(s.r)
+	addr := scripted(t, false, func(s *wiretest.Peer) {
+		s.Send("+OK ready\r\n")
+		capa(s, "STLS", "USER")
+		s.Expect("STLS")
+		s.Send("+OK begin TLS\r\n+OK injected\r\n")
+		s.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		rest, _ := io.ReadAll(s.R)
 		if bytes.Contains(rest, []byte("USER")) || bytes.Contains(rest, []byte("PASS")) {
-			s.t.Errorf("credentials sent after an injection: %q", rest)
+			s.T.Errorf("credentials sent after an injection: %q", rest)
 		}
 	})
 	_, err := Dial(context.Background(), addr, opts(Options{Auth: carol, Mechanism: "user"}))
@@ -138,14 +139,14 @@ func TestSTLSInjection(t *testing.T) {
 // credential leaves; so does plain text without STLS at all.
 func TestNoCredentialsInPlain(t *testing.T) {
 	for _, mode := range []TLSMode{TLSStartTLS, TLSNone} {
-		addr := scripted(t, false, func(s *server) {
-			s.send("+OK ready\r\n")
-			s.capa("USER", "SASL PLAIN")
-			line := s.expect("QUIT")
+		addr := scripted(t, false, func(s *wiretest.Peer) {
+			s.Send("+OK ready\r\n")
+			capa(s, "USER", "SASL PLAIN")
+			line := s.Expect("QUIT")
 			if line != "QUIT" {
 				return
 			}
-			s.send("+OK\r\n")
+			s.Send("+OK\r\n")
 		})
 		_, err := Dial(context.Background(), addr, opts(Options{TLSMode: mode, Auth: carol}))
 		want := mailsec.StartTLSUnavailable
@@ -167,14 +168,14 @@ func TestErrResponseCodes(t *testing.T) {
 		{"-ERR [IN-USE] locked", "IN-USE", true},
 		{"-ERR no code", "", false},
 	} {
-		addr := scripted(t, true, func(s *server) {
-			s.send("+OK ready\r\n")
-			s.capa("USER")
-			s.expect("USER")
-			s.send("+OK\r\n")
-			s.expect("PASS")
-			s.send(tc.line + "\r\n")
-			s.expect("QUIT")
+		addr := scripted(t, true, func(s *wiretest.Peer) {
+			s.Send("+OK ready\r\n")
+			capa(s, "USER")
+			s.Expect("USER")
+			s.Send("+OK\r\n")
+			s.Expect("PASS")
+			s.Send(tc.line + "\r\n")
+			s.Expect("QUIT")
 		})
 		_, err := Dial(context.Background(), addr, opts(Options{TLSMode: TLSImplicit, Auth: carol}))
 		codeIs(t, err, mailsec.POPServer)
@@ -188,10 +189,10 @@ func TestErrResponseCodes(t *testing.T) {
 // A RETR that ends without its terminating line, the server closing in the
 // middle of the message, is an error, never a short message.
 func TestRetrWithoutTerminator(t *testing.T) {
-	addr := scripted(t, true, func(s *server) {
+	addr := scripted(t, true, func(s *wiretest.Peer) {
 		loginTLS(s, "USER")
-		s.expect("RETR 1")
-		s.send("+OK\r\nSubject: cut\r\n\r\nhalf a mess")
+		s.Expect("RETR 1")
+		s.Send("+OK\r\nSubject: cut\r\n\r\nhalf a mess")
 	})
 	ctx := context.Background()
 	c, err := Dial(ctx, addr, opts(Options{TLSMode: TLSImplicit, Auth: carol}))
@@ -212,12 +213,12 @@ func TestRetrWithoutTerminator(t *testing.T) {
 // A LIST size claim of many GiB is recorded, not allocated; a size beyond
 // int64 is a protocol error.
 func TestListHugeClaim(t *testing.T) {
-	addr := scripted(t, true, func(s *server) {
+	addr := scripted(t, true, func(s *wiretest.Peer) {
 		loginTLS(s, "USER")
-		s.expect("LIST")
-		s.send("+OK\r\n1 9223372036854775807\r\n2 68719476736\r\n.\r\n")
-		s.expect("LIST")
-		s.send("+OK\r\n1 99999999999999999999999\r\n.\r\n")
+		s.Expect("LIST")
+		s.Send("+OK\r\n1 9223372036854775807\r\n2 68719476736\r\n.\r\n")
+		s.Expect("LIST")
+		s.Send("+OK\r\n1 99999999999999999999999\r\n.\r\n")
 	})
 	ctx := context.Background()
 	c, err := Dial(ctx, addr, opts(Options{TLSMode: TLSImplicit, Auth: carol}))
@@ -237,16 +238,16 @@ func TestListHugeClaim(t *testing.T) {
 // greeting and inside a multi-line response.
 func TestLongLines(t *testing.T) {
 	long := strings.Repeat("A", 100<<10)
-	addr := scripted(t, true, func(s *server) {
-		s.send("+OK " + long + "\r\n")
+	addr := scripted(t, true, func(s *wiretest.Peer) {
+		s.Send("+OK " + long + "\r\n")
 	})
 	_, err := Dial(context.Background(), addr, opts(Options{TLSMode: TLSImplicit}))
 	codeIs(t, err, mailsec.Protocol)
 
-	addr = scripted(t, true, func(s *server) {
-		s.send("+OK ready\r\n")
-		s.expect("CAPA")
-		s.send("+OK\r\nUSER\r\nX-" + long + "\r\n.\r\n")
+	addr = scripted(t, true, func(s *wiretest.Peer) {
+		s.Send("+OK ready\r\n")
+		s.Expect("CAPA")
+		s.Send("+OK\r\nUSER\r\nX-" + long + "\r\n.\r\n")
 	})
 	_, err = Dial(context.Background(), addr, opts(Options{TLSMode: TLSImplicit}))
 	codeIs(t, err, mailsec.Protocol)
@@ -254,17 +255,17 @@ func TestLongLines(t *testing.T) {
 
 // With PIPELINING the RETRs go out before the first reply is read.
 func TestPipelinedRetr(t *testing.T) {
-	addr := scripted(t, true, func(s *server) {
+	addr := scripted(t, true, func(s *wiretest.Peer) {
 		loginTLS(s, "USER", "PIPELINING")
 		for _, n := range []string{"1", "2", "3"} {
-			s.expect("RETR " + n)
+			s.Expect("RETR " + n)
 		}
-		s.send("+OK\r\none\r\n.\r\n-ERR [SYS/PERM] gone\r\n+OK\r\nthree\r\n.\r\n")
-		s.expect("DELE 1")
-		s.expect("DELE 3")
-		s.send("+OK\r\n+OK\r\n")
-		s.expect("QUIT")
-		s.send("+OK\r\n")
+		s.Send("+OK\r\none\r\n.\r\n-ERR [SYS/PERM] gone\r\n+OK\r\nthree\r\n.\r\n")
+		s.Expect("DELE 1")
+		s.Expect("DELE 3")
+		s.Send("+OK\r\n+OK\r\n")
+		s.Expect("QUIT")
+		s.Send("+OK\r\n")
 	})
 	ctx := context.Background()
 	c, err := Dial(ctx, addr, opts(Options{TLSMode: TLSImplicit, Auth: carol}))
@@ -296,18 +297,18 @@ func TestPipelinedRetr(t *testing.T) {
 // empty challenge (RFC 5034 section 4); a bad challenge is cancelled with "*".
 func TestAuthLongInitialResponse(t *testing.T) {
 	long := &mailsecCred
-	addr := scripted(t, true, func(s *server) {
-		s.send("+OK ready\r\n")
-		s.capa("SASL PLAIN")
-		if line := s.expect("AUTH PLAIN"); line != "AUTH PLAIN" {
+	addr := scripted(t, true, func(s *wiretest.Peer) {
+		s.Send("+OK ready\r\n")
+		capa(s, "SASL PLAIN")
+		if line := s.Expect("AUTH PLAIN"); line != "AUTH PLAIN" {
 			return
 		}
-		s.send("+ \r\n")
-		s.expect("")
-		s.send("+ not base64!\r\n")
-		s.expect("*")
-		s.send("-ERR cancelled\r\n")
-		s.expect("QUIT")
+		s.Send("+ \r\n")
+		s.Expect("")
+		s.Send("+ not base64!\r\n")
+		s.Expect("*")
+		s.Send("-ERR cancelled\r\n")
+		s.Expect("QUIT")
 	})
 	_, err := Dial(context.Background(), addr, opts(Options{TLSMode: TLSImplicit, Auth: long, Mechanism: "PLAIN"}))
 	codeIs(t, err, mailsec.Protocol)
@@ -319,12 +320,12 @@ func init() { mailsecCred.Password = strings.Repeat("p", 300) }
 
 // A command argument with CR or LF could smuggle a second command.
 func TestNoCommandInjection(t *testing.T) {
-	addr := scripted(t, true, func(s *server) {
-		s.send("+OK ready\r\n")
-		s.capa("USER")
-		s.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if rest, _ := io.ReadAll(s.r); bytes.Contains(rest, []byte("DELE")) {
-			s.t.Errorf("smuggled command reached the server: %q", rest)
+	addr := scripted(t, true, func(s *wiretest.Peer) {
+		s.Send("+OK ready\r\n")
+		capa(s, "USER")
+		s.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if rest, _ := io.ReadAll(s.R); bytes.Contains(rest, []byte("DELE")) {
+			s.T.Errorf("smuggled command reached the server: %q", rest)
 		}
 	})
 	cred := *carol
@@ -336,13 +337,13 @@ func TestNoCommandInjection(t *testing.T) {
 // APOP digests the greeting's timestamp with the password (RFC 1939
 // section 7 gives this very example).
 func TestAPOP(t *testing.T) {
-	addr := scripted(t, true, func(s *server) {
-		s.send("+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n")
-		s.capa("USER")
-		s.expect("APOP mrose c4c9334bac560ecc979e58001b3e22fb")
-		s.send("+OK maildrop has 1 message (369 octets)\r\n")
-		s.expect("QUIT")
-		s.send("+OK\r\n")
+	addr := scripted(t, true, func(s *wiretest.Peer) {
+		s.Send("+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n")
+		capa(s, "USER")
+		s.Expect("APOP mrose c4c9334bac560ecc979e58001b3e22fb")
+		s.Send("+OK maildrop has 1 message (369 octets)\r\n")
+		s.Expect("QUIT")
+		s.Send("+OK\r\n")
 	})
 	ctx := context.Background()
 	c, err := Dial(ctx, addr, opts(Options{TLSMode: TLSImplicit, Mechanism: "apop",
@@ -357,15 +358,15 @@ func TestAPOP(t *testing.T) {
 
 // Seed 002's POP3 proxy convention: the login names the real server.
 func TestProxyHostLogin(t *testing.T) {
-	addr := scripted(t, true, func(s *server) {
-		s.send("+OK proxy ready\r\n")
-		s.capa("USER")
-		s.expect("USER carol@pop.real.example")
-		s.send("+OK\r\n")
-		s.expect("PASS")
-		s.send("+OK\r\n")
-		s.expect("QUIT")
-		s.send("+OK\r\n")
+	addr := scripted(t, true, func(s *wiretest.Peer) {
+		s.Send("+OK proxy ready\r\n")
+		capa(s, "USER")
+		s.Expect("USER carol@pop.real.example")
+		s.Send("+OK\r\n")
+		s.Expect("PASS")
+		s.Send("+OK\r\n")
+		s.Expect("QUIT")
+		s.Send("+OK\r\n")
 	})
 	ctx := context.Background()
 	c, err := Dial(ctx, addr, opts(Options{TLSMode: TLSImplicit, Auth: carol, ProxyHost: "pop.real.example"}))
@@ -383,10 +384,10 @@ func TestProxyHostLogin(t *testing.T) {
 // A canceled context ends a download in progress with Canceled.
 func TestRetrCanceled(t *testing.T) {
 	release := make(chan struct{})
-	addr := scripted(t, true, func(s *server) {
+	addr := scripted(t, true, func(s *wiretest.Peer) {
 		loginTLS(s, "USER")
-		s.expect("RETR 1")
-		s.send("+OK\r\nSubject: slow\r\n")
+		s.Expect("RETR 1")
+		s.Send("+OK\r\nSubject: slow\r\n")
 		<-release
 	})
 	defer close(release)

@@ -39,12 +39,12 @@ func (c *Client) Stat(ctx context.Context) (count int, size int64, err error) {
 	// RFC 1939 section 5: "+OK nn mm", possibly followed by more text.
 	f := strings.Fields(rep.Text)
 	if len(f) < 2 {
-		return 0, 0, c.fail(ctx, mailsec.Errorf(mailsec.Protocol, "STAT", nil, "malformed STAT answer %q", clip(rep.Text)))
+		return 0, 0, c.wire.Fail(ctx, mailsec.Errorf(mailsec.Protocol, "STAT", nil, "malformed STAT answer %q", clip(rep.Text)))
 	}
 	n, err1 := strconv.Atoi(f[0])
 	s, err2 := strconv.ParseInt(f[1], 10, 64)
 	if err1 != nil || err2 != nil || n < 0 || s < 0 {
-		return 0, 0, c.fail(ctx, mailsec.Errorf(mailsec.Protocol, "STAT", nil, "malformed STAT answer %q", clip(rep.Text)))
+		return 0, 0, c.wire.Fail(ctx, mailsec.Errorf(mailsec.Protocol, "STAT", nil, "malformed STAT answer %q", clip(rep.Text)))
 	}
 	return n, s, nil
 }
@@ -124,7 +124,7 @@ func (c *Client) listing(ctx context.Context, op string, each func(num int, arg 
 	// The whole response was read, so the session stays in step, but a
 	// listing with a bad line cannot be trusted.
 	if perr != nil {
-		return c.fail(ctx, perr)
+		return c.wire.Fail(ctx, perr)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"strconv"
-	"time"
 )
 
 // Body is a message being downloaded: an io.Reader over the dot-unstuffed
@@ -14,13 +13,13 @@ type Body struct {
 	c    *Client
 	ctx  context.Context
 	d    *dotReader
-	stop func() bool
+	stop func()
 	done bool
 }
 
 func (c *Client) openBody(ctx context.Context) *Body {
-	b := &Body{c: c, ctx: ctx, d: newDotReader(c.r)}
-	b.stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
+	b := &Body{c: c, ctx: ctx, d: newDotReader(c.wire.R)}
+	b.stop = c.wire.Interrupt(ctx)
 	c.body = b
 	return b
 }
@@ -31,20 +30,16 @@ func (b *Body) Read(p []byte) (int, error) {
 	if b.done {
 		return b.d.Read(p)
 	}
-	deadline := time.Now().Add(b.c.timeout())
-	if dl, ok := b.ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
-	b.c.conn.SetReadDeadline(deadline)
+	b.c.wire.Conn.SetReadDeadline(b.c.wire.Deadline(b.ctx, 1))
 	n, err := b.d.Read(p)
 	switch {
 	case err == io.EOF:
 		b.finish()
-		b.c.trace(false, "["+strconv.FormatInt(b.d.n, 10)+" octets of message]")
-		b.c.trace(false, ".")
+		b.c.wire.Trace(false, "["+strconv.FormatInt(b.d.n, 10)+" octets of message]")
+		b.c.wire.Trace(false, ".")
 	case err != nil:
 		b.finish()
-		b.d.err = b.c.fail(b.ctx, err)
+		b.d.err = b.c.wire.Fail(b.ctx, err)
 		err = b.d.err
 	}
 	return n, err

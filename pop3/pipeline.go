@@ -74,20 +74,20 @@ func (c *Client) pipeline(ctx context.Context, op string, nums []int, each func(
 				return err
 			}
 		}
-		done := c.guard(ctx)
+		done := c.wire.Guard(ctx, 1)
 		rep, err := c.status(op)
 		done()
 		if err != nil {
-			return c.fail(ctx, err)
+			return c.wire.Fail(ctx, err)
 		}
 		if err := each(num, rep); err != nil {
-			if c.broken == nil {
-				c.fail(ctx, err)
+			if c.wire.Broken == nil {
+				c.wire.Fail(ctx, err)
 			}
 			return err
 		}
-		if c.broken != nil {
-			return c.broken
+		if c.wire.Broken != nil {
+			return c.wire.Broken
 		}
 	}
 	return nil
@@ -95,15 +95,15 @@ func (c *Client) pipeline(ctx context.Context, op string, nums []int, each func(
 
 // sendAhead writes the commands for nums[*sent:upto] and flushes them.
 func (c *Client) sendAhead(ctx context.Context, op string, nums []int, sent *int, upto int) error {
-	done := c.guard(ctx)
+	done := c.wire.Guard(ctx, 1)
 	defer done()
 	for ; *sent < len(nums) && *sent < upto; *sent++ {
-		if err := c.send(op, op+" "+strconv.Itoa(nums[*sent]), op+" "+strconv.Itoa(nums[*sent])); err != nil {
-			return c.fail(ctx, err)
+		if err := c.wire.Send(op, op+" "+strconv.Itoa(nums[*sent]), op+" "+strconv.Itoa(nums[*sent])); err != nil {
+			return c.wire.Fail(ctx, err)
 		}
 	}
-	if err := c.flush(op); err != nil {
-		return c.fail(ctx, err)
+	if err := c.wire.Flush(op); err != nil {
+		return c.wire.Fail(ctx, err)
 	}
 	return nil
 }

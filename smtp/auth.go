@@ -49,7 +49,7 @@ func (c *Client) Authenticate(ctx context.Context, m sasl.Client) error {
 	}
 	if v, ok := m.(sasl.Verifier); ok {
 		if err := v.Verify(); err != nil {
-			return c.fail(ctx, err)
+			return c.wire.Fail(ctx, err)
 		}
 	}
 	return nil

@@ -7,75 +7,40 @@
 package smtp
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/dial"
+	"github.com/mailsec/mailsec/internal/wire"
 	"github.com/mailsec/mailsec/sasl"
 	"github.com/mailsec/mailsec/security"
 	"github.com/mailsec/mailsec/tlsconf"
 )
 
-// TLSMode says how the connection is secured.
-type TLSMode int
+// TLSMode says how the connection is secured; security.TLSMode documents
+// the modes, which SMTP and POP3 share.
+type TLSMode = security.TLSMode
 
+// The TLS modes, under the names SMTP callers have always used.
 const (
-	// TLSDefault is implicit TLS on port 465 and mandatory STARTTLS on any
-	// other port: the secure choice for the port the user named.
-	TLSDefault TLSMode = iota
-	// TLSImplicit starts TLS before SMTP (SMTPS, RFC 8314 section 3.3).
-	TLSImplicit
-	// TLSStartTLS requires STARTTLS; a server that does not offer it is an
-	// error and nothing else is sent.
-	TLSStartTLS
-	// TLSStartTLSOptional uses STARTTLS when offered and continues in plain
-	// text otherwise: Domino's outbound "negotiated SSL" (seed 004). It is
-	// open to stripping by an active attacker.
-	TLSStartTLSOptional
-	// TLSNone never starts TLS.
-	TLSNone
+	TLSDefault          = security.TLSDefault
+	TLSImplicit         = security.TLSImplicit
+	TLSStartTLS         = security.TLSStartTLS
+	TLSStartTLSOptional = security.TLSStartTLSOptional
+	TLSNone             = security.TLSNone
 )
 
-// For resolves TLSDefault for a port: implicit TLS on 465 (RFC 8314
-// section 3.3), mandatory STARTTLS elsewhere. Other modes are returned as
-// they are.
-func (m TLSMode) For(port int) TLSMode {
-	switch {
-	case m != TLSDefault:
-		return m
-	case port == 465:
-		return TLSImplicit
-	}
-	return TLSStartTLS
-}
-
-// ParseTLSMode maps the CLI spellings to modes.
-func ParseTLSMode(s string) (TLSMode, error) {
-	switch s {
-	case "", "auto":
-		return TLSDefault, nil
-	case "implicit":
-		return TLSImplicit, nil
-	case "starttls":
-		return TLSStartTLS, nil
-	case "starttls-optional":
-		return TLSStartTLSOptional, nil
-	case "none":
-		return TLSNone, nil
-	}
-	return 0, mailsec.Errorf(mailsec.Config, "options", nil, "unknown TLS mode %q (implicit, starttls, starttls-optional, none)", s)
-}
+// ImplicitTLSPort is the SMTPS port, where TLSDefault means implicit TLS
+// (RFC 8314 section 3.3); TLSDefault means mandatory STARTTLS elsewhere.
+const ImplicitTLSPort = 465
 
 // Options configure a client. The zero value is usable: default TLS mode for
 // the port, full certificate verification, no authentication, no proxy.
@@ -122,21 +87,15 @@ type Options struct {
 
 // Client is an SMTP session. It is not safe for concurrent use.
 type Client struct {
-	conn     net.Conn
-	r        *bufio.Reader
-	w        *bufio.Writer
+	wire     *wire.Session
 	host     string
 	port     int
 	opts     Options
-	log      *slog.Logger
-	tlslog   *slog.Logger
-	tls      *tls.ConnectionState
 	ext      map[string]string // EHLO keywords, upper case, to their parameters
 	esmtp    bool
 	greet    *Reply
 	hello    *Reply
 	sc       *security.Context
-	broken   error // set when the session can no longer be used
 	chunkBuf []byte
 	copyBuf  []byte
 }
@@ -154,34 +113,30 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 			return nil, err
 		}
 	}
-	host, portStr, err := net.SplitHostPort(addr)
+	host, port, err := wire.Target(addr, &o.TLS)
 	if err != nil {
-		return nil, mailsec.Errorf(mailsec.Config, "dial", err, "server address %q is not host:port", addr)
-	}
-	port, _ := strconv.Atoi(portStr)
-	mode := o.TLSMode.For(port)
-	// A bad TLS option fails here, before anything is sent; each handshake
-	// builds its own configuration with its own context (see handshake).
-	if _, err := o.TLS.Config(host); err != nil {
 		return nil, err
 	}
+	mode := o.TLSMode.Resolve(port, ImplicitTLSPort)
 	sc := o.Security
 	if sc == nil {
-		sc, err = defaultContext(mode, &o)
-		if err != nil {
+		if sc, err = defaultContext(mode, &o); err != nil {
 			return nil, err
 		}
 	}
-	conn, err := dial.Dial(ctx, o.Dialer, addr)
+	c := &Client{host: host, port: port, opts: o, sc: sc}
+	timeout := o.CommandTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	// Replies are short; the large write buffer carries message data.
+	c.wire, err = wire.Dial(ctx, o.Dialer, addr, wire.Config{Host: host, TLS: &c.opts.TLS, Timeout: timeout,
+		ReadBuffer: 4096, WriteBuffer: 32 * 1024, Logger: o.Logger, Transcript: o.Transcript})
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{conn: conn, host: host, port: port, opts: o, sc: sc,
-		log: mailsec.Logger(o.Logger, mailsec.FacilityProtocol), tlslog: mailsec.Logger(o.Logger, mailsec.FacilityTLS)}
-	c.r = bufio.NewReaderSize(conn, 4096)
-	c.w = bufio.NewWriterSize(conn, 32*1024)
 	if err := c.start(ctx, mode); err != nil {
-		c.conn.Close()
+		c.wire.Conn.Close()
 		return nil, err
 	}
 	return c, nil
@@ -189,7 +144,7 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 
 func (c *Client) start(ctx context.Context, mode TLSMode) error {
 	if mode == TLSImplicit {
-		if err := c.handshake(ctx); err != nil {
+		if err := c.wire.Handshake(ctx); err != nil {
 			return err
 		}
 	}
@@ -210,8 +165,8 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 		c.quitQuietly(ctx)
 		return err
 	}
-	if c.tls == nil && mode == TLSStartTLSOptional {
-		c.log.Warn("the server does not offer STARTTLS: continuing WITHOUT encryption, as --tls starttls-optional allows",
+	if c.wire.TLS == nil && mode == TLSStartTLSOptional {
+		c.wire.Log.Warn("the server does not offer STARTTLS: continuing WITHOUT encryption, as --tls starttls-optional allows",
 			"facility", string(mailsec.FacilityUser))
 	}
 	return nil
@@ -220,13 +175,7 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 // defaultContext builds the security context the options describe:
 // STARTTLS (mandatory or optional) first, then one authentication driver.
 func defaultContext(mode TLSMode, o *Options) (*security.Context, error) {
-	sc := &security.Context{}
-	switch mode {
-	case TLSStartTLS:
-		sc.Add(security.NewStartTLS(), security.Mandatory)
-	case TLSStartTLSOptional:
-		sc.Add(security.NewStartTLS(), security.Optional)
-	}
+	sc := mode.NewContext()
 	if o.Auth != nil {
 		mech := o.Mechanism
 		if strings.EqualFold(mech, "auto") {
@@ -251,7 +200,7 @@ func (c *Client) localName() string {
 	if h, err := os.Hostname(); err == nil && strings.Contains(h, ".") {
 		return h
 	}
-	if ta, ok := c.conn.LocalAddr().(*net.TCPAddr); ok {
+	if ta, ok := c.wire.Conn.LocalAddr().(*net.TCPAddr); ok {
 		if ta.IP.To4() != nil {
 			return "[" + ta.IP.String() + "]"
 		}
@@ -355,7 +304,7 @@ func (c *Client) Greeting() string {
 }
 
 // TLS returns the TLS state, or nil when the session is in plain text.
-func (c *Client) TLS() *tls.ConnectionState { return c.tls }
+func (c *Client) TLS() *tls.ConnectionState { return c.wire.TLS }
 
 // Security returns the context the session was opened with, so callers can
 // read each driver's report (seed 000's GetSecurity).
@@ -386,7 +335,7 @@ func (c *Client) Requery(ctx context.Context) error {
 
 // State implements security.Conn.
 func (c *Client) State() sasl.ConnState {
-	return sasl.ConnState{TLS: c.tls, Host: c.host, Port: c.port, AllowPlaintext: c.opts.AllowPlaintextAuth}
+	return sasl.ConnState{TLS: c.wire.TLS, Host: c.host, Port: c.port, AllowPlaintext: c.opts.AllowPlaintextAuth}
 }
 
 // Noop sends NOOP, to keep a session alive or test it.
@@ -404,8 +353,7 @@ func (c *Client) Reset(ctx context.Context) error {
 func (c *Client) Quit(ctx context.Context) error {
 	err := c.simple(ctx, "QUIT", "QUIT", 221)
 	cerr := c.sc.Close(ctx, c)
-	c.conn.Close()
-	c.broken = mailsec.Errorf(mailsec.NotConnected, "", nil, "the session has ended")
+	c.wire.End()
 	if err != nil {
 		return err
 	}
@@ -413,12 +361,7 @@ func (c *Client) Quit(ctx context.Context) error {
 }
 
 // Close closes the connection without QUIT.
-func (c *Client) Close() error {
-	if c.broken == nil {
-		c.broken = mailsec.Errorf(mailsec.NotConnected, "", nil, "the session is closed")
-	}
-	return c.conn.Close()
-}
+func (c *Client) Close() error { return c.wire.Close() }
 
 func (c *Client) quitQuietly(ctx context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -446,95 +389,13 @@ func (c *Client) cmd(ctx context.Context, op, line string) (*Reply, error) {
 // the reply. An empty shown sends nothing (the greeting); an empty line with
 // a non-empty shown is sent, as the empty SASL response SCRAM ends with.
 func (c *Client) exchange(ctx context.Context, op, line, shown string) (*Reply, error) {
-	if c.broken != nil {
-		return nil, c.broken
-	}
-	done := c.guard(ctx, 1)
-	defer done()
-	if shown != "" {
-		if err := c.send(op, line, shown); err != nil {
-			return nil, c.fail(ctx, err)
-		}
-		if err := c.w.Flush(); err != nil {
-			return nil, c.fail(ctx, mailsec.NetError(op, mailsec.SocketTx, err))
-		}
-	}
-	rep, err := c.read(op)
-	if err != nil {
-		return nil, c.fail(ctx, err)
-	}
-	return rep, nil
-}
-
-// send buffers one command line; shown is what the transcript records.
-func (c *Client) send(op, line, shown string) error {
-	c.trace(true, shown)
-	if _, err := c.w.WriteString(line + "\r\n"); err != nil {
-		return mailsec.NetError(op, mailsec.SocketTx, err)
-	}
-	return nil
+	return wire.Exchange(ctx, c.wire, op, line, shown, c.read)
 }
 
 func (c *Client) read(op string) (*Reply, error) {
-	rep, err := readReply(c.r, func(l string) { c.trace(false, l) })
+	rep, err := readReply(c.wire.R, func(l string) { c.wire.Trace(false, l) })
 	if err != nil {
-		if me, ok := err.(*mailsec.Error); ok && me.Op == "read reply" {
-			me.Op = op
-		}
-		return nil, err
+		return nil, wire.Reading(err, op)
 	}
 	return rep, nil
-}
-
-// guard applies the context and the command timeout to the connection for
-// the duration of one exchange; mult scales the default timeout.
-func (c *Client) guard(ctx context.Context, mult time.Duration) func() {
-	d := c.opts.CommandTimeout
-	if d == 0 {
-		d = 5 * time.Minute
-	}
-	deadline := time.Now().Add(d * mult)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
-	c.conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
-	return func() { stop() }
-}
-
-// fail marks the session broken after a transport error and refines the
-// error when the caller's context ended it.
-func (c *Client) fail(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		code := mailsec.Canceled
-		if ctx.Err() == context.DeadlineExceeded {
-			code = mailsec.Timeout
-		}
-		err = &mailsec.Error{Code: code, Op: opOf(err), Err: ctx.Err()}
-	}
-	c.broken = err
-	c.conn.Close()
-	return err
-}
-
-func opOf(err error) string {
-	if me, ok := err.(*mailsec.Error); ok {
-		return me.Op
-	}
-	return ""
-}
-
-// trace records one line of the transcript.
-func (c *Client) trace(out bool, line string) {
-	arrow := "<-"
-	if out {
-		arrow = "->"
-	}
-	if c.tls != nil {
-		arrow = map[bool]string{true: "~>", false: "<~"}[out]
-	}
-	if c.opts.Transcript != nil {
-		fmt.Fprintf(c.opts.Transcript, "%s %s\n", arrow, line)
-	}
-	c.log.Log(context.Background(), mailsec.LevelTrace, line, "dir", arrow)
 }

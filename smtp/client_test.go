@@ -1,110 +1,24 @@
 package smtp
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wiretest"
 	"github.com/mailsec/mailsec/sasl"
 	"github.com/mailsec/mailsec/security"
 	"github.com/mailsec/mailsec/tlsconf"
 )
 
-// testPKI is a self-signed server certificate for localhost/127.0.0.1.
-type testPKI struct {
-	cert tls.Certificate
-	pool *x509.CertPool
-}
-
-var pkiOnce = sync.OnceValue(func() *testPKI {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	c, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(c)
-	return &testPKI{cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: c}, pool: pool}
-})
-
-// peer is one side of a scripted server session.
-type peer struct {
-	t    *testing.T
-	conn net.Conn
-	r    *bufio.Reader
-	log  []string // commands received, in order
-}
-
-func (p *peer) send(s string) { p.conn.Write([]byte(s)) }
-
-// expect reads one command line and checks its prefix.
-func (p *peer) expect(prefix string) string {
-	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := p.r.ReadString('\n')
-	if err != nil {
-		p.t.Errorf("server: waiting for %q: %v", prefix, err)
-		return ""
-	}
-	line = strings.TrimRight(line, "\r\n")
-	p.log = append(p.log, line)
-	if !strings.HasPrefix(line, prefix) {
-		p.t.Errorf("server: got %q, want prefix %q", line, prefix)
-	}
-	return line
-}
-
-func (p *peer) startTLS() {
-	tc := tls.Server(p.conn, &tls.Config{Certificates: []tls.Certificate{pkiOnce().cert}})
-	if err := tc.Handshake(); err != nil {
-		p.t.Logf("server handshake: %v", err)
-	}
-	p.conn, p.r = tc, bufio.NewReader(tc)
-}
-
-// scripted runs script on the first connection to a loopback listener and
-// returns its address and a channel closed when the script ends.
-func scripted(t *testing.T, script func(p *peer)) (string, *peer, <-chan struct{}) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	p := &peer{t: t}
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		ln.Close()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		p.conn, p.r = c, bufio.NewReader(c)
-		script(p)
-	}()
-	// Waiting here keeps the script's checks inside the test's lifetime.
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String(), p, done
-}
-
 func clientOpts(o Options) *Options {
-	o.TLS.RootCAs = pkiOnce().pool
+	o.TLS.RootCAs = wiretest.Pool()
 	o.TLS.ServerName = "localhost"
 	o.LocalName = "client.test"
 	return &o
@@ -121,24 +35,24 @@ const ehloTLS = "250-mx.test\r\n250-PIPELINING\r\n250-AUTH PLAIN SCRAM-SHA-256\r
 
 func TestStartTLSThenAuthThenSend(t *testing.T) {
 	cred := sasl.Credentials{Username: "u", Password: "p4ss-w0rd"}
-	addr, p, done := scripted(t, func(p *peer) {
-		p.send("220 mx.test ESMTP\r\n")
-		p.expect("EHLO client.test")
-		p.send("250-mx.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n")
-		p.expect("STARTTLS")
-		p.send("220 2.0.0 go ahead\r\n")
-		p.startTLS()
-		p.expect("EHLO client.test") // seed 001: capabilities queried again
-		p.send(ehloTLS)
-		p.expect("AUTH PLAIN ")
-		p.send("235 2.7.0 ok\r\n")
-		p.expect("MAIL FROM:<a@b.test> BODY=8BITMIME")
-		p.expect("RCPT TO:<c@d.test>")
-		p.expect("DATA")
-		p.send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+	addr, p, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test ESMTP\r\n")
+		p.Expect("EHLO client.test")
+		p.Send("250-mx.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n")
+		p.Expect("STARTTLS")
+		p.Send("220 2.0.0 go ahead\r\n")
+		p.StartTLS()
+		p.Expect("EHLO client.test") // seed 001: capabilities queried again
+		p.Send(ehloTLS)
+		p.Expect("AUTH PLAIN ")
+		p.Send("235 2.7.0 ok\r\n")
+		p.Expect("MAIL FROM:<a@b.test> BODY=8BITMIME")
+		p.Expect("RCPT TO:<c@d.test>")
+		p.Expect("DATA")
+		p.Send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
 		var body strings.Builder
 		for {
-			l := p.expect("")
+			l := p.Expect("")
 			if l == "." {
 				break
 			}
@@ -147,9 +61,9 @@ func TestStartTLSThenAuthThenSend(t *testing.T) {
 		if got, want := body.String(), "Subject: x\n\n..dot\nbare\nlf\n"; got != want {
 			t.Errorf("body %q, want %q", got, want)
 		}
-		p.send("250 2.0.0 queued as X1\r\n")
-		p.expect("QUIT")
-		p.send("221 bye\r\n")
+		p.Send("250 2.0.0 queued as X1\r\n")
+		p.Expect("QUIT")
+		p.Send("221 bye\r\n")
 	})
 	var transcript strings.Builder
 	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSStartTLS, Auth: &cred, Mechanism: "plain", Transcript: &transcript}))
@@ -186,18 +100,18 @@ func TestStartTLSThenAuthThenSend(t *testing.T) {
 }
 
 func TestStartTLSMissingSendsNoCredentials(t *testing.T) {
-	addr, p, done := scripted(t, func(p *peer) {
-		p.send("220 mx.test\r\n")
-		p.expect("EHLO")
-		p.send("250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n")
-		p.expect("QUIT")
-		p.send("221 bye\r\n")
+	addr, p, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send("250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n")
+		p.Expect("QUIT")
+		p.Send("221 bye\r\n")
 	})
 	cred := sasl.Credentials{Username: "u", Password: "secret"}
 	_, err := Dial(context.Background(), addr, clientOpts(Options{Auth: &cred}))
 	codeIs(t, err, mailsec.StartTLSUnavailable)
 	<-done
-	for _, l := range p.log {
+	for _, l := range p.Got {
 		if strings.HasPrefix(l, "AUTH") {
 			t.Fatalf("credentials sent in plain: %q", l)
 		}
@@ -205,13 +119,13 @@ func TestStartTLSMissingSendsNoCredentials(t *testing.T) {
 }
 
 func TestResponseInjectionAfterSTARTTLS(t *testing.T) {
-	addr, _, done := scripted(t, func(p *peer) {
-		p.send("220 mx.test\r\n")
-		p.expect("EHLO")
-		p.send("250-mx.test\r\n250 STARTTLS\r\n")
-		p.expect("STARTTLS")
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send("250-mx.test\r\n250 STARTTLS\r\n")
+		p.Expect("STARTTLS")
 		// The injected reply rides in the same packet as the 220.
-		p.send("220 ready\r\n250-mx.test\r\n250 AUTH PLAIN\r\n")
+		p.Send("220 ready\r\n250-mx.test\r\n250 AUTH PLAIN\r\n")
 		time.Sleep(100 * time.Millisecond)
 	})
 	_, err := Dial(context.Background(), addr, clientOpts(Options{}))
@@ -223,16 +137,16 @@ func TestSecurityContextRules(t *testing.T) {
 	// Optional STARTTLS skipped, then an optional unsupported mechanism
 	// skipped, then a supported one opened: in plain text only with the
 	// user's explicit consent.
-	addr, _, done := scripted(t, func(p *peer) {
-		p.send("220 mx.test\r\n")
-		p.expect("EHLO")
-		p.send("250-mx.test\r\n250 AUTH PLAIN\r\n")
-		p.expect("AUTH PLAIN")
-		p.send("235 ok\r\n")
-		p.expect("AUTH PLAIN") // seed 001: two drivers, two attempts
-		p.send("503 5.5.1 already authenticated\r\n")
-		p.expect("QUIT")
-		p.send("221 bye\r\n")
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send("250-mx.test\r\n250 AUTH PLAIN\r\n")
+		p.Expect("AUTH PLAIN")
+		p.Send("235 ok\r\n")
+		p.Expect("AUTH PLAIN") // seed 001: two drivers, two attempts
+		p.Send("503 5.5.1 already authenticated\r\n")
+		p.Expect("QUIT")
+		p.Send("221 bye\r\n")
 	})
 	cred := sasl.Credentials{Username: "u", Password: "p"}
 	sc := &security.Context{}
@@ -264,27 +178,27 @@ func TestSecurityContextRules(t *testing.T) {
 func TestHostileServers(t *testing.T) {
 	cases := []struct {
 		name   string
-		script func(p *peer)
+		script func(p *wiretest.Peer)
 		want   mailsec.Code
 	}{
-		{"long line", func(p *peer) { p.send("220 " + strings.Repeat("x", 100000) + "\r\n") }, mailsec.Protocol},
-		{"garbage", func(p *peer) { p.send("\xff\xfe\x00garbage\r\n") }, mailsec.Protocol},
-		{"code changes", func(p *peer) { p.send("220-a\r\n250 b\r\n") }, mailsec.Protocol},
-		{"silent", func(p *peer) { time.Sleep(2 * time.Second) }, mailsec.Timeout},
-		{"closes", func(p *peer) {}, mailsec.SocketRx},
-		{"554 greeting", func(p *peer) { p.send("554 5.7.1 go away\r\n") }, mailsec.SMTPServer},
-		{"split reply", func(p *peer) {
-			p.send("22")
+		{"long line", func(p *wiretest.Peer) { p.Send("220 " + strings.Repeat("x", 100000) + "\r\n") }, mailsec.Protocol},
+		{"garbage", func(p *wiretest.Peer) { p.Send("\xff\xfe\x00garbage\r\n") }, mailsec.Protocol},
+		{"code changes", func(p *wiretest.Peer) { p.Send("220-a\r\n250 b\r\n") }, mailsec.Protocol},
+		{"silent", func(p *wiretest.Peer) { time.Sleep(2 * time.Second) }, mailsec.Timeout},
+		{"closes", func(p *wiretest.Peer) {}, mailsec.SocketRx},
+		{"554 greeting", func(p *wiretest.Peer) { p.Send("554 5.7.1 go away\r\n") }, mailsec.SMTPServer},
+		{"split reply", func(p *wiretest.Peer) {
+			p.Send("22")
 			time.Sleep(50 * time.Millisecond)
-			p.send("0 hi\r\n")
-			p.expect("EHLO")
-			p.send("250 x\r\n")
-			p.expect("QUIT")
+			p.Send("0 hi\r\n")
+			p.Expect("EHLO")
+			p.Send("250 x\r\n")
+			p.Expect("QUIT")
 		}, mailsec.StartTLSUnavailable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			addr, _, done := scripted(t, tc.script)
+			addr, _, done := wiretest.Scripted(t, tc.script)
 			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			defer cancel()
 			_, err := Dial(ctx, addr, clientOpts(Options{}))
@@ -295,17 +209,17 @@ func TestHostileServers(t *testing.T) {
 }
 
 func TestCloseMidDATA(t *testing.T) {
-	addr, _, done := scripted(t, func(p *peer) {
-		p.send("220 mx.test\r\n")
-		p.expect("EHLO")
-		p.send("250 mx.test\r\n")
-		p.expect("MAIL")
-		p.send("250 ok\r\n")
-		p.expect("RCPT")
-		p.send("250 ok\r\n")
-		p.expect("DATA")
-		p.send("354 go\r\n")
-		p.expect("")
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send("250 mx.test\r\n")
+		p.Expect("MAIL")
+		p.Send("250 ok\r\n")
+		p.Expect("RCPT")
+		p.Send("250 ok\r\n")
+		p.Expect("DATA")
+		p.Send("354 go\r\n")
+		p.Expect("")
 	})
 	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
 	if err != nil {
@@ -326,11 +240,11 @@ func TestWrongNameAndUnknownCA(t *testing.T) {
 		opts tlsconf.Options
 		want mailsec.Code
 	}{
-		{"name", tlsconf.Options{RootCAs: pkiOnce().pool, ServerName: "other.test"}, mailsec.TLSCertName},
+		{"name", tlsconf.Options{RootCAs: wiretest.Pool(), ServerName: "other.test"}, mailsec.TLSCertName},
 		{"ca", tlsconf.Options{RootCAs: x509.NewCertPool(), ServerName: "localhost"}, mailsec.TLSCertificate},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr, _, done := scripted(t, func(p *peer) { p.startTLS() })
+			addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) { p.StartTLS() })
 			_, err := Dial(context.Background(), addr, &Options{TLSMode: TLSImplicit, TLS: tc.opts})
 			codeIs(t, err, tc.want)
 			<-done
@@ -339,18 +253,18 @@ func TestWrongNameAndUnknownCA(t *testing.T) {
 }
 
 func TestPartialRecipientsAbortByDefault(t *testing.T) {
-	addr, p, done := scripted(t, func(p *peer) {
-		p.send("220 mx.test\r\n")
-		p.expect("EHLO")
-		p.send("250-mx.test\r\n250 CHUNKING\r\n")
-		p.expect("MAIL")
-		p.send("250 ok\r\n")
-		p.expect("RCPT TO:<a@x.test>")
-		p.send("250 ok\r\n")
-		p.expect("RCPT TO:<b@x.test>")
-		p.send("550 5.1.1 no such user\r\n")
-		p.expect("RSET")
-		p.send("250 ok\r\n")
+	addr, p, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send("250-mx.test\r\n250 CHUNKING\r\n")
+		p.Expect("MAIL")
+		p.Send("250 ok\r\n")
+		p.Expect("RCPT TO:<a@x.test>")
+		p.Send("250 ok\r\n")
+		p.Expect("RCPT TO:<b@x.test>")
+		p.Send("550 5.1.1 no such user\r\n")
+		p.Expect("RSET")
+		p.Send("250 ok\r\n")
 	})
 	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
 	if err != nil {
@@ -362,7 +276,7 @@ func TestPartialRecipientsAbortByDefault(t *testing.T) {
 		t.Fatalf("reply %+v", r)
 	}
 	<-done
-	for _, l := range p.log {
+	for _, l := range p.Got {
 		if strings.HasPrefix(l, "BDAT") {
 			t.Fatal("message sent despite a refused recipient")
 		}
@@ -389,8 +303,8 @@ func TestRefusedConnection(t *testing.T) {
 }
 
 func TestTLSVersionMismatch(t *testing.T) {
-	addr, _, done := scripted(t, func(p *peer) {
-		tc := tls.Server(p.conn, &tls.Config{Certificates: []tls.Certificate{pkiOnce().cert}, MaxVersion: tls.VersionTLS12})
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		tc := tls.Server(p.Conn, &tls.Config{Certificates: []tls.Certificate{wiretest.Cert()}, MaxVersion: tls.VersionTLS12})
 		tc.Handshake()
 	})
 	o := clientOpts(Options{TLSMode: TLSImplicit})

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wiretest"
 	"github.com/mailsec/mailsec/sasl"
 	"github.com/mailsec/mailsec/security"
 )
@@ -56,24 +57,24 @@ func (r *tlsRecorder) Open(ctx context.Context, c security.Conn) error {
 
 // tlsServer offers STARTTLS and AUTH X-PLAIN in plain text and AUTH X-TLS
 // only under TLS, then runs after on the TLS session.
-func tlsServer(t *testing.T, after func(p *peer)) string {
-	addr, _, _ := scripted(t, func(p *peer) {
-		p.send("220 mx.test\r\n")
-		p.expect("EHLO")
-		p.send("250-mx.test\r\n250-STARTTLS\r\n250 AUTH X-PLAIN\r\n")
-		p.expect("STARTTLS")
-		p.send("220 go ahead\r\n")
-		p.startTLS()
-		p.expect("EHLO")
-		p.send("250-mx.test\r\n250 AUTH X-TLS\r\n")
+func tlsServer(t *testing.T, after func(p *wiretest.Peer)) string {
+	addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send("250-mx.test\r\n250-STARTTLS\r\n250 AUTH X-PLAIN\r\n")
+		p.Expect("STARTTLS")
+		p.Send("220 go ahead\r\n")
+		p.StartTLS()
+		p.Expect("EHLO")
+		p.Send("250-mx.test\r\n250 AUTH X-TLS\r\n")
 		after(p)
 	})
 	return addr
 }
 
-func quitOK(p *peer) {
-	p.expect("QUIT")
-	p.send("221 bye\r\n")
+func quitOK(p *wiretest.Peer) {
+	p.Expect("QUIT")
+	p.Send("221 bye\r\n")
 }
 
 // Seed 001: verification runs in order and stops at the STARTTLS driver;
@@ -112,7 +113,7 @@ func TestContextSplitsAtSTARTTLS(t *testing.T) {
 // stop the others from closing.
 func TestContextUnwindsOnFailure(t *testing.T) {
 	var log []string
-	addr := tlsServer(t, func(p *peer) {})
+	addr := tlsServer(t, func(p *wiretest.Peer) {})
 	sc := &security.Context{}
 	sc.Add(&recorder{name: "A", log: &log, closeErr: errors.New("A cannot close")}, security.Mandatory)
 	sc.Add(&tlsRecorder{recorder: recorder{name: "STARTTLS", log: &log}, real: security.NewStartTLS()}, security.Mandatory)
@@ -138,10 +139,10 @@ func TestContextUnwindsOnFailure(t *testing.T) {
 // before it in the same batch is closed.
 func TestContextOpenErrorStops(t *testing.T) {
 	var log []string
-	addr, _, _ := scripted(t, func(p *peer) {
-		p.send("220 mx.test\r\n")
-		p.expect("EHLO")
-		p.send("250-mx.test\r\n250 AUTH X-PLAIN\r\n")
+	addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send("250-mx.test\r\n250 AUTH X-PLAIN\r\n")
 	})
 	boom := mailsec.Errorf(mailsec.Protocol, "B", nil, "B refuses")
 	sc := &security.Context{}

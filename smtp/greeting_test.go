@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wiretest"
 )
 
 // A failed greeting says what it most likely means, keeping its code.
@@ -21,10 +22,10 @@ func TestGreetingHints(t *testing.T) {
 		{"IMAP server", "* OK [CAPABILITY IMAP4rev1] ready\r\n", mailsec.Protocol, "this is an IMAP server"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			addr, _, _ := scripted(t, func(p *peer) {
-				p.send(c.greet)
-				p.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-				p.r.ReadByte()
+			addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+				p.Send(c.greet)
+				p.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+				p.R.ReadByte()
 			})
 			_, err := Dial(context.Background(), addr, clientOpts(Options{CommandTimeout: 200 * time.Millisecond}))
 			codeIs(t, err, c.code)

@@ -8,22 +8,23 @@ import (
 	"testing"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wiretest"
 )
 
 const ehloPipeChunk = "250-mx.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n"
 
 // readChunk reads "BDAT n [LAST]" and its n octets.
-func (p *peer) readChunk(last bool) string {
-	line := p.expect("BDAT ")
+func readChunk(p *wiretest.Peer, last bool) string {
+	line := p.Expect("BDAT ")
 	f := strings.Fields(line)
 	if len(f) < 2 || (f[len(f)-1] == "LAST") != last {
-		p.t.Errorf("server: %q, want LAST=%v", line, last)
+		p.T.Errorf("server: %q, want LAST=%v", line, last)
 		return ""
 	}
 	n, _ := strconv.Atoi(f[1])
 	buf := make([]byte, n)
-	if _, err := io.ReadFull(p.r, buf); err != nil {
-		p.t.Errorf("server: chunk of %d: %v", n, err)
+	if _, err := io.ReadFull(p.R, buf); err != nil {
+		p.T.Errorf("server: chunk of %d: %v", n, err)
 	}
 	return string(buf)
 }
@@ -33,18 +34,18 @@ func (p *peer) readChunk(last bool) string {
 // client that waited for MAIL's reply would stall here and fail.
 func TestBDATOneRoundTrip(t *testing.T) {
 	var got []string
-	addr, _, done := scripted(t, func(p *peer) {
-		p.send("220 mx.test\r\n")
-		p.expect("EHLO")
-		p.send(ehloPipeChunk)
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send(ehloPipeChunk)
 		for range 2 {
-			p.expect("MAIL FROM:<s@x.test>")
-			p.expect("RCPT TO:<a@x.test>")
-			got = append(got, p.readChunk(true))
-			p.send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n")
+			p.Expect("MAIL FROM:<s@x.test>")
+			p.Expect("RCPT TO:<a@x.test>")
+			got = append(got, readChunk(p, true))
+			p.Send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued\r\n")
 		}
-		p.expect("QUIT")
-		p.send("221 bye\r\n")
+		p.Expect("QUIT")
+		p.Send("221 bye\r\n")
 	})
 	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
 	if err != nil {
@@ -73,16 +74,16 @@ func TestBDATOneRoundTrip(t *testing.T) {
 // The recipient is refused after the data already went: the RCPT reply is
 // the error, the recipient is marked refused, and RSET clears the session.
 func TestBDATOneRoundTripRefusedRecipient(t *testing.T) {
-	addr, _, done := scripted(t, func(p *peer) {
-		p.send("220 mx.test\r\n")
-		p.expect("EHLO")
-		p.send(ehloPipeChunk)
-		p.expect("MAIL")
-		p.expect("RCPT")
-		p.readChunk(true)
-		p.send("250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n")
-		p.expect("RSET")
-		p.send("250 ok\r\n")
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send(ehloPipeChunk)
+		p.Expect("MAIL")
+		p.Expect("RCPT")
+		readChunk(p, true)
+		p.Send("250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n")
+		p.Expect("RSET")
+		p.Send("250 ok\r\n")
 	})
 	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
 	if err != nil {
@@ -103,26 +104,26 @@ func TestBDATOneRoundTripRefusedRecipient(t *testing.T) {
 // data: a refused recipient means no octet of the message is sent.
 func TestBDATLargeMessageWaitsForEnvelope(t *testing.T) {
 	big := strings.Repeat(strings.Repeat("y", 70)+"\r\n", chunkSize/72+100)
-	addr, _, done := scripted(t, func(p *peer) {
-		p.send("220 mx.test\r\n")
-		p.expect("EHLO")
-		p.send(ehloPipeChunk)
-		p.expect("MAIL")
-		p.expect("RCPT")
-		p.send("250 ok\r\n250 ok\r\n")
-		first := p.readChunk(false)
-		p.send("250 more\r\n")
-		rest := p.readChunk(true)
-		p.send("250 2.0.0 queued\r\n")
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send(ehloPipeChunk)
+		p.Expect("MAIL")
+		p.Expect("RCPT")
+		p.Send("250 ok\r\n250 ok\r\n")
+		first := readChunk(p, false)
+		p.Send("250 more\r\n")
+		rest := readChunk(p, true)
+		p.Send("250 2.0.0 queued\r\n")
 		if first+rest != big {
-			p.t.Errorf("server got %d+%d octets, want %d identical", len(first), len(rest), len(big))
+			p.T.Errorf("server got %d+%d octets, want %d identical", len(first), len(rest), len(big))
 		}
-		p.expect("MAIL")
-		p.expect("RCPT")
-		p.send("250 ok\r\n550 5.1.1 no such user\r\n")
+		p.Expect("MAIL")
+		p.Expect("RCPT")
+		p.Send("250 ok\r\n550 5.1.1 no such user\r\n")
 		// Next must be RSET: a BDAT here would be data sent to no one.
-		p.expect("RSET")
-		p.send("250 ok\r\n")
+		p.Expect("RSET")
+		p.Send("250 ok\r\n")
 	})
 	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
 	if err != nil {

@@ -3,44 +3,38 @@ package smtp
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/dial"
+	"github.com/mailsec/mailsec/internal/wiretest"
 	"github.com/mailsec/mailsec/sasl"
 	"github.com/mailsec/mailsec/security"
 )
 
 func TestLoginProxy(t *testing.T) {
-	addr, _, done := scripted(t, func(p *peer) {
-		p.send("220 proxy.test ESMTP\r\n")
-		p.expect("EHLO client.test")
-		p.send("250-proxy.test\r\n250 STARTTLS\r\n")
-		p.expect("STARTTLS")
-		p.send("220 go ahead\r\n")
-		p.startTLS()
-		p.expect("EHLO client.test")
-		p.send("250-proxy.test\r\n250 AUTH PLAIN\r\n")
-		line := p.expect("AUTH PLAIN ")
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 proxy.test ESMTP\r\n")
+		p.Expect("EHLO client.test")
+		p.Send("250-proxy.test\r\n250 STARTTLS\r\n")
+		p.Expect("STARTTLS")
+		p.Send("220 go ahead\r\n")
+		p.StartTLS()
+		p.Expect("EHLO client.test")
+		p.Send("250-proxy.test\r\n250 AUTH PLAIN\r\n")
+		line := p.Expect("AUTH PLAIN ")
 		raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(line, "AUTH PLAIN "))
 		if want := "\x00alice@mail.example.test:2587\x00pw"; string(raw) != want {
 			t.Errorf("login %q, want %q", raw, want)
 		}
-		p.send("235 ok\r\n")
-		p.expect("QUIT")
-		p.send("221 bye\r\n")
+		p.Send("235 ok\r\n")
+		p.Expect("QUIT")
+		p.Send("221 bye\r\n")
 	})
 	var tr strings.Builder
 	o := clientOpts(Options{TLSMode: TLSStartTLS, Auth: &sasl.Credentials{Username: "alice", Password: "pw"},
@@ -84,41 +78,20 @@ func TestLoginProxyNames(t *testing.T) {
 	}
 }
 
-// certFor is a self-signed certificate naming only host.
-func certFor(t *testing.T, host string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
 // connectProxy is an HTTP CONNECT proxy for one connection: it reads the
 // request head and hands the connection and the requested authority to
 // serve.
 func connectProxy(t *testing.T, serve func(c net.Conn, authority string)) string {
 	t.Helper()
-	addr, _, _ := scripted(t, func(p *peer) {
-		line := p.expect("CONNECT ")
-		for l := p.expect(""); l != ""; l = p.expect("") {
+	addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		line := p.Expect("CONNECT ")
+		for l := p.Expect(""); l != ""; l = p.Expect("") {
 		}
-		if n := p.r.Buffered(); n > 0 {
+		if n := p.R.Buffered(); n > 0 {
 			t.Errorf("proxy: %d bytes after the CONNECT head", n)
 		}
 		authority, _, _ := strings.Cut(strings.TrimPrefix(line, "CONNECT "), " ")
-		serve(p.conn, authority)
+		serve(p.Conn, authority)
 	})
 	return addr
 }
@@ -127,7 +100,7 @@ func connectProxy(t *testing.T, serve func(c net.Conn, authority string)) string
 // 127.0.0.1: the certificate must be checked against mail.test, the real
 // server's name, and never against the proxy's address.
 func TestProxyKeepsTLSEndToEnd(t *testing.T) {
-	realCert, realPool := certFor(t, "mail.test")
+	realCert, realPool := wiretest.SelfSigned(t, "mail.test")
 	for _, tc := range []struct {
 		name string
 		cert tls.Certificate
@@ -136,11 +109,11 @@ func TestProxyKeepsTLSEndToEnd(t *testing.T) {
 		{"certificate names the real host", realCert, 0},
 		// This certificate names 127.0.0.1 and localhost, i.e. the proxy:
 		// accepting it would mean the proxy's name was checked.
-		{"certificate names the proxy", pkiOnce().cert, mailsec.TLSCertName},
+		{"certificate names the proxy", wiretest.Cert(), mailsec.TLSCertName},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			server, _, _ := scripted(t, func(p *peer) {
-				tc := tls.Server(p.conn, &tls.Config{Certificates: []tls.Certificate{tc.cert}})
+			server, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+				tc := tls.Server(p.Conn, &tls.Config{Certificates: []tls.Certificate{tc.cert}})
 				if err := tc.Handshake(); err != nil {
 					return
 				}
@@ -170,7 +143,7 @@ func TestProxyKeepsTLSEndToEnd(t *testing.T) {
 				io.Copy(c, up)
 			})
 			pool := realPool.Clone()
-			pool.AddCert(pkiOnce().cert.Leaf)
+			pool.AddCert(wiretest.Cert().Leaf)
 			var tr strings.Builder
 			o := &Options{TLSMode: TLSImplicit, LocalName: "client.test", Transcript: &tr,
 				Dialer: &dial.Proxy{Kind: dial.HTTPConnect, Addr: proxy, Transcript: &tr}}

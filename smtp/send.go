@@ -62,8 +62,8 @@ const chunkSize = 1 << 20
 // write (RFC 2920 section 3.1). On success the session is ready for the
 // next Send.
 func (c *Client) Send(ctx context.Context, from string, to []string, msg io.Reader, opts *MailOptions) (*Result, error) {
-	if c.broken != nil {
-		return nil, c.broken
+	if c.wire.Broken != nil {
+		return nil, c.wire.Broken
 	}
 	var o MailOptions
 	if opts != nil {
@@ -259,21 +259,21 @@ func (c *Client) batch(ctx context.Context, cmds []string, pipelining bool) ([]*
 		}
 		return replies, nil
 	}
-	done := c.guard(ctx, 1)
+	done := c.wire.Guard(ctx, 1)
 	defer done()
 	for _, line := range cmds {
-		if err := c.send(opName(line), line, line); err != nil {
-			return nil, c.fail(ctx, err)
+		if err := c.wire.Send(opName(line), line, line); err != nil {
+			return nil, c.wire.Fail(ctx, err)
 		}
 	}
-	if err := c.w.Flush(); err != nil {
-		return nil, c.fail(ctx, mailsec.NetError("MAIL FROM", mailsec.SocketTx, err))
+	if err := c.wire.Flush("MAIL FROM"); err != nil {
+		return nil, c.wire.Fail(ctx, err)
 	}
 	replies := make([]*Reply, 0, len(cmds))
 	for _, line := range cmds {
 		rep, err := c.read(opName(line))
 		if err != nil {
-			return nil, c.fail(ctx, err)
+			return nil, c.wire.Fail(ctx, err)
 		}
 		replies = append(replies, rep)
 	}
@@ -290,36 +290,36 @@ func opName(line string) string {
 // any end of data would deliver the message.
 func (c *Client) abort(ctx context.Context, replies []*Reply, chunking bool, cause error) error {
 	if !chunking && replies[len(replies)-1].Code == 354 {
-		c.fail(ctx, cause)
+		c.wire.Fail(ctx, cause)
 		return cause
 	}
 	if err := c.Reset(ctx); err != nil {
-		c.log.Warn("RSET after a refused transaction failed", "error", err)
+		c.wire.Log.Warn("RSET after a refused transaction failed", "error", err)
 	}
 	return cause
 }
 
 // data sends the message after a 354 and reads the final reply.
 func (c *Client) data(ctx context.Context, msg io.Reader) (*Reply, int64, error) {
-	done := c.guard(ctx, 2)
+	done := c.wire.Guard(ctx, 2)
 	defer done()
-	n, err := copyMessage(c.w, msg, c.readBuf(), true, c.opts.AllowLongLines)
+	n, err := copyMessage(c.wire.W, msg, c.readBuf(), true, c.opts.AllowLongLines)
 	if err != nil {
 		// The end-of-data mark was not sent, so closing the connection
 		// makes the server drop the partial message (RFC 5321 section
 		// 3.3, a transaction without its end is not delivered).
-		return nil, n, c.fail(ctx, netOr(err, "DATA"))
+		return nil, n, c.wire.Fail(ctx, netOr(err, "DATA"))
 	}
-	c.trace(true, fmt.Sprintf("[message: %d octets]", n))
-	if err := c.send("DATA", ".", "."); err != nil {
-		return nil, n, c.fail(ctx, err)
+	c.wire.Trace(true, fmt.Sprintf("[message: %d octets]", n))
+	if err := c.wire.Send("DATA", ".", "."); err != nil {
+		return nil, n, c.wire.Fail(ctx, err)
 	}
-	if err := c.w.Flush(); err != nil {
-		return nil, n, c.fail(ctx, mailsec.NetError("DATA", mailsec.SocketTx, err))
+	if err := c.wire.Flush("DATA"); err != nil {
+		return nil, n, c.wire.Fail(ctx, err)
 	}
 	rep, err := c.read("end of data")
 	if err != nil {
-		return nil, n, c.fail(ctx, err)
+		return nil, n, c.wire.Fail(ctx, err)
 	}
 	return rep, n, nil
 }
@@ -327,7 +327,7 @@ func (c *Client) data(ctx context.Context, msg io.Reader) (*Reply, int64, error)
 // bdat sends the message in BDAT chunks (RFC 3030). The last chunk is known
 // only at the end of the input, so one chunk is always held back.
 func (c *Client) bdat(ctx context.Context, msg io.Reader, sizeHint int64, env *pipedEnvelope) (*Reply, int64, error) {
-	done := c.guard(ctx, 2)
+	done := c.wire.Guard(ctx, 2)
 	defer done()
 	size := chunkSize
 	if sizeHint > 0 && sizeHint < int64(size) {
@@ -345,7 +345,7 @@ func (c *Client) bdat(ctx context.Context, msg io.Reader, sizeHint int64, env *p
 		if cw.refused != nil {
 			return nil, n, cw.refused
 		}
-		return nil, n, c.fail(ctx, netOr(err, "BDAT"))
+		return nil, n, c.wire.Fail(ctx, netOr(err, "BDAT"))
 	}
 	rep, err := cw.send(true)
 	return rep, n, err
@@ -405,14 +405,14 @@ func (w *chunker) send(last bool) (*Reply, error) {
 	w.env = nil
 	if env != nil {
 		for _, line := range env.cmds {
-			if err := c.send(opName(line), line, line); err != nil {
-				return nil, c.fail(w.ctx, err)
+			if err := c.wire.Send(opName(line), line, line); err != nil {
+				return nil, c.wire.Fail(w.ctx, err)
 			}
 		}
 		if !last {
 			// More than one chunk: hear the envelope's fate before any data.
-			if err := c.w.Flush(); err != nil {
-				return nil, c.fail(w.ctx, mailsec.NetError("MAIL FROM", mailsec.SocketTx, err))
+			if err := c.wire.Flush("MAIL FROM"); err != nil {
+				return nil, c.wire.Fail(w.ctx, err)
 			}
 			if err := w.readEnvelope(env); err != nil {
 				return nil, err
@@ -427,16 +427,16 @@ func (w *chunker) send(last bool) (*Reply, error) {
 	if last {
 		line += " LAST"
 	}
-	if err := c.send("BDAT", line, line); err != nil {
-		return nil, c.fail(w.ctx, err)
+	if err := c.wire.Send("BDAT", line, line); err != nil {
+		return nil, c.wire.Fail(w.ctx, err)
 	}
-	if _, err := c.w.Write(w.buf); err != nil {
-		return nil, c.fail(w.ctx, mailsec.NetError("BDAT", mailsec.SocketTx, err))
+	if _, err := c.wire.W.Write(w.buf); err != nil {
+		return nil, c.wire.Fail(w.ctx, mailsec.NetError("BDAT", mailsec.SocketTx, err))
 	}
-	c.trace(true, fmt.Sprintf("[chunk: %d octets]", len(w.buf)))
+	c.wire.Trace(true, fmt.Sprintf("[chunk: %d octets]", len(w.buf)))
 	w.buf = w.buf[:0]
-	if err := c.w.Flush(); err != nil {
-		return nil, c.fail(w.ctx, mailsec.NetError("BDAT", mailsec.SocketTx, err))
+	if err := c.wire.Flush("BDAT"); err != nil {
+		return nil, c.wire.Fail(w.ctx, err)
 	}
 	if env != nil && last {
 		env.lastChunk = true
@@ -446,14 +446,14 @@ func (w *chunker) send(last bool) (*Reply, error) {
 	}
 	rep, err := c.read("BDAT")
 	if err != nil {
-		return nil, c.fail(w.ctx, err)
+		return nil, c.wire.Fail(w.ctx, err)
 	}
 	if !last && rep.Code != 250 {
 		// A refused chunk ends the transaction on the server (RFC 3030
 		// section 2); RSET makes sure before the session is reused.
 		w.refused = rep.err("BDAT", mailsec.SMTPServer)
 		if err := c.Reset(w.ctx); err != nil {
-			c.log.Warn("RSET after a refused chunk failed", "error", err)
+			c.wire.Log.Warn("RSET after a refused chunk failed", "error", err)
 		}
 		return nil, w.refused
 	}
@@ -466,7 +466,7 @@ func (w *chunker) readEnvelope(env *pipedEnvelope) error {
 	for _, line := range env.cmds {
 		rep, err := w.c.read(opName(line))
 		if err != nil {
-			return w.c.fail(w.ctx, err)
+			return w.c.wire.Fail(w.ctx, err)
 		}
 		env.replies = append(env.replies, rep)
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/dial"
 	"github.com/mailsec/mailsec/sasl"
-	"github.com/mailsec/mailsec/smtp"
+	"github.com/mailsec/mailsec/security"
 	"github.com/mailsec/mailsec/tlsconf"
 )
 
@@ -84,7 +84,7 @@ func (f *connFlags) register(fs *pflag.FlagSet, defaultPort string) {
 type commonOpts struct {
 	addr   string
 	port   int
-	mode   smtp.TLSMode // --tls, parsed; POP3 maps it onto its own modes
+	mode   security.TLSMode // --tls, parsed
 	tls    tlsconf.Options
 	logger *slog.Logger
 	dialer dial.Dialer
@@ -101,7 +101,7 @@ func (f *connFlags) common(ctx context.Context, defaultPort string, withAuth boo
 	}
 	c := &commonOpts{addr: addr}
 	c.port, _ = strconv.Atoi(portStr)
-	if c.mode, err = smtp.ParseTLSMode(f.tlsMode); err != nil {
+	if c.mode, err = security.ParseTLSMode(f.tlsMode); err != nil {
 		return nil, usageError{err}
 	}
 	if c.tls, err = f.tlsOptions(); err != nil {
@@ -113,12 +113,25 @@ func (f *connFlags) common(ctx context.Context, defaultPort string, withAuth boo
 	if c.dialer, err = f.dialer(c.logger); err != nil {
 		return nil, err
 	}
+	if c.dialer != nil {
+		// OCSP and CRL fetches go the way the mail goes, not around the proxy.
+		c.tls.Revocation.Dialer = c.dialer
+	}
 	if withAuth {
 		if c.auth, c.mech, err = f.credentials(ctx); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// dialWithin dials and secures a session (SMTP or POP3, as open says)
+// within --timeout; the commands after it are bounded one by one by the
+// same limit (the clients' CommandTimeout).
+func dialWithin[O, C any](ctx context.Context, cf *connFlags, open func(context.Context, string, *O) (C, error), addr string, o *O) (C, error) {
+	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	return open(dctx, addr, o)
 }
 
 // address returns HOST:PORT, adding the default port when none is given.

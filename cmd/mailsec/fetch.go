@@ -18,9 +18,6 @@ import (
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/mailbox"
 	"github.com/mailsec/mailsec/pop3"
-	"github.com/mailsec/mailsec/security"
-	"github.com/mailsec/mailsec/smtp"
-	"github.com/mailsec/mailsec/tlsconf"
 )
 
 func init() { commands = append(commands, fetchCmd()) }
@@ -37,20 +34,18 @@ type fetchSpec struct {
 
 // fetchResult is the --json output of fetch.
 type fetchResult struct {
-	OK        bool              `json:"ok"`
-	Server    string            `json:"server"`
-	Mailbox   string            `json:"mailbox,omitempty"`
-	StateFile string            `json:"state_file,omitempty"`
-	TLSUsed   bool              `json:"tls_used"`
-	TLS       *tlsconf.Facts    `json:"tls"`
-	Security  []security.Report `json:"security,omitempty"`
-	OnServer  int               `json:"on_server"`
-	Fetched   int               `json:"fetched"`
-	Bytes     int64             `json:"bytes"`
-	Skipped   int               `json:"skipped"`
-	Refused   int               `json:"refused,omitempty"`
-	Deleted   int               `json:"deleted"`
-	Error     *jsonError        `json:"error,omitempty"`
+	OK           bool       `json:"ok"`
+	Server       string     `json:"server"`
+	Mailbox      string     `json:"mailbox,omitempty"`
+	StateFile    string     `json:"state_file,omitempty"`
+	sessionFacts            // tls_used, tls, security
+	OnServer     int        `json:"on_server"`
+	Fetched      int        `json:"fetched"`
+	Bytes        int64      `json:"bytes"`
+	Skipped      int        `json:"skipped"`
+	Refused      int        `json:"refused,omitempty"`
+	Deleted      int        `json:"deleted"`
+	Error        *jsonError `json:"error,omitempty"`
 }
 
 func fetchCmd() *cobra.Command {
@@ -108,39 +103,11 @@ No new mail is not an error: the exit status is 0.`,
 	return cmd
 }
 
-// pop3Options turns the flags into the server address, its port and the
-// client options; withAuth gathers the credentials too.
-func pop3Options(ctx context.Context, cf *connFlags, withAuth bool) (string, int, *pop3.Options, error) {
-	c, err := cf.common(ctx, "995", withAuth)
-	if err != nil {
-		return "", 0, nil, err
-	}
-	return c.addr, c.port, &pop3.Options{TLSMode: pop3Mode(c.mode), TLS: c.tls, AllowPlaintextAuth: cf.plaintextAuth,
+// pop3Options are the POP3 client options the flags describe.
+func (c *commonOpts) pop3Options(cf *connFlags) *pop3.Options {
+	return &pop3.Options{TLSMode: c.mode, TLS: c.tls, AllowPlaintextAuth: cf.plaintextAuth,
 		CommandTimeout: cf.timeout, Logger: c.logger, Transcript: cf.transcriptWriter(),
-		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech}, nil
-}
-
-// pop3Mode maps the parsed --tls value onto the POP3 client's modes, whose
-// default differs (implicit TLS on 995).
-func pop3Mode(m smtp.TLSMode) pop3.TLSMode {
-	switch m {
-	case smtp.TLSImplicit:
-		return pop3.TLSImplicit
-	case smtp.TLSStartTLS:
-		return pop3.TLSStartTLS
-	case smtp.TLSStartTLSOptional:
-		return pop3.TLSStartTLSOptional
-	case smtp.TLSNone:
-		return pop3.TLSNone
-	}
-	return pop3.TLSDefault
-}
-
-// dialPOP3 connects and secures the session within --timeout.
-func dialPOP3(ctx context.Context, cf *connFlags, addr string, o *pop3.Options) (*pop3.Client, error) {
-	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	return pop3.Dial(dctx, addr, o)
+		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech}
 }
 
 func openMailbox(spec *fetchSpec) (mailbox.Mailbox, error) {
@@ -153,12 +120,12 @@ func openMailbox(spec *fetchSpec) (mailbox.Mailbox, error) {
 // runFetch downloads in the crash-safe order: deliver, record the UIDL,
 // make both durable, and only then DELE, committed by QUIT.
 func runFetch(ctx context.Context, cf *connFlags, spec *fetchSpec, res *fetchResult) error {
-	addr, _, o, err := pop3Options(ctx, cf, true)
+	co, err := cf.common(ctx, "995", true)
 	if err != nil {
 		return err
 	}
-	res.Server = addr
-	if o.Auth == nil {
+	res.Server = co.addr
+	if co.auth == nil {
 		return usageError{fmt.Errorf("fetch needs --user (and a secret) to log in")}
 	}
 	mb, err := openMailbox(spec)
@@ -170,8 +137,8 @@ func runFetch(ctx context.Context, cf *connFlags, spec *fetchSpec, res *fetchRes
 	res.StateFile = mailbox.StatePath(mb.Path())
 	// The maildrop is the user's on the host whatever the port or TLS
 	// mode used to reach it, so the account leaves the port out.
-	host, _, _ := net.SplitHostPort(addr)
-	account := o.Auth.Username + "@" + host
+	host, _, _ := net.SplitHostPort(co.addr)
+	account := co.auth.Username + "@" + host
 	state, err := mailbox.OpenState(mb, account)
 	if err != nil {
 		return err
@@ -179,18 +146,12 @@ func runFetch(ctx context.Context, cf *connFlags, spec *fetchSpec, res *fetchRes
 	// Whatever happens, what was delivered is made durable and recorded
 	// in the state file (Retain below does it on success).
 	defer state.Close()
-	c, err := dialPOP3(ctx, cf, addr, o)
+	c, err := dialWithin(ctx, cf, pop3.Dial, co.addr, co.pop3Options(cf))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if st := c.TLS(); st != nil {
-		f := tlsconf.FactsOf(st)
-		res.TLS, res.TLSUsed = &f, true
-	} else {
-		fmt.Fprintln(os.Stderr, "mailsec: WARNING: the session is not encrypted (no TLS); mail travels in plain text")
-	}
-	res.Security = c.Security().Reports()
+	res.record(c, "mail travels")
 
 	list, err := c.List(ctx)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailsec/mailsec/security"
 	"github.com/mailsec/mailsec/smtp"
 	"github.com/mailsec/mailsec/tlsconf"
 )
@@ -81,33 +82,60 @@ func probeCmd() *cobra.Command {
 }
 
 func runProbe(ctx context.Context, cf *connFlags, res *probeResult) error {
-	// The probe never authenticates; it records the chain even when
-	// verification rejects it, so the user sees what was wrong.
-	addr, port, opts, err := smtpOptions(ctx, cf, false)
+	co, implicit, err := probeTarget(ctx, cf, res, "587", smtp.ImplicitTLSPort)
 	if err != nil {
 		return err
 	}
-	res.Server = addr
-	opts.TLS.Observe = res.observe
-	implicit := opts.TLSMode.For(port) == smtp.TLSImplicit
-	if !implicit {
-		// STARTTLS is run by hand below, to see the capabilities on
-		// both sides of it.
-		opts.TLSMode = smtp.TLSNone
-	}
-	c, err := connect(ctx, cf, addr, opts)
+	c, err := dialWithin(ctx, cf, smtp.Dial, co.addr, co.smtpOptions(cf))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	return probeSession(ctx, cf, res, smtpProbe{c}, implicit)
+}
+
+// probeTarget resolves the flags for a probe and says whether TLS comes
+// first. The probe never authenticates; it records the chain even when
+// verification rejects it, so the user sees what was wrong, and it runs
+// STARTTLS or STLS by hand (see probeSession), so that the capabilities are
+// seen on both sides of it.
+func probeTarget(ctx context.Context, cf *connFlags, res *probeResult, defaultPort string, implicitPort int) (*commonOpts, bool, error) {
+	co, err := cf.common(ctx, defaultPort, false)
+	if err != nil {
+		return nil, false, err
+	}
+	res.Server = co.addr
+	co.tls.Observe = res.observe
+	if co.mode.Resolve(co.port, implicitPort) == security.TLSImplicit {
+		co.mode = security.TLSImplicit
+		return co, true, nil
+	}
+	co.mode = security.TLSNone
+	return co, false, nil
+}
+
+// probed is a session under probe, SMTP or POP3.
+type probed interface {
+	Greeting() string
+	StartTLS(ctx context.Context) error
+	Requery(ctx context.Context) error
+	TLS() *tls.ConnectionState
+	Quit(ctx context.Context) error
+	// stage is what the server announces now.
+	stage() *probeStage
+	// plainWarnings warns about what the plain-text announcement before
+	// exposes: logins offered before TLS, or no STARTTLS/STLS at all.
+	plainWarnings(before *probeStage) []string
+}
+
+// probeSession records what the server offers before TLS (unless it began
+// with implicit TLS) and under TLS, with the TLS facts, then quits.
+func probeSession(ctx context.Context, cf *connFlags, res *probeResult, c probed, implicit bool) error {
 	res.Greeting = c.Greeting()
 	if !implicit {
-		res.BeforeTLS = stage(c)
-		if len(res.BeforeTLS.Auth) > 0 {
-			res.Warnings = append(res.Warnings, "AUTH is offered before TLS ("+strings.Join(res.BeforeTLS.Auth, " ")+"): clients may send credentials in plain text")
-		}
+		res.BeforeTLS = c.stage()
+		res.Warnings = append(res.Warnings, c.plainWarnings(res.BeforeTLS)...)
 		if !res.BeforeTLS.StartTLS {
-			res.Warnings = append(res.Warnings, "STARTTLS is not offered: mail to this server travels in plain text")
 			return c.Quit(ctx)
 		}
 		if err := c.StartTLS(ctx); err != nil {
@@ -117,7 +145,7 @@ func runProbe(ctx context.Context, cf *connFlags, res *probeResult) error {
 			return err
 		}
 	}
-	res.AfterTLS = stage(c)
+	res.AfterTLS = c.stage()
 	res.Verified = !cf.insecure && !cf.noNameCheck
 	if st := c.TLS(); st != nil {
 		f := tlsconf.FactsOf(st)
@@ -129,7 +157,11 @@ func runProbe(ctx context.Context, cf *connFlags, res *probeResult) error {
 	return c.Quit(ctx)
 }
 
-func stage(c *smtp.Client) *probeStage {
+// smtpProbe is an SMTP session under probe.
+type smtpProbe struct{ *smtp.Client }
+
+// stage is the EHLO keywords, sorted.
+func (c smtpProbe) stage() *probeStage {
 	s := &probeStage{}
 	for k, v := range c.Extensions() {
 		s.Extensions = append(s.Extensions, strings.TrimSpace(k+" "+v))
@@ -138,6 +170,17 @@ func stage(c *smtp.Client) *probeStage {
 	caps := c.Caps()
 	s.StartTLS, s.Auth = caps.StartTLS, caps.Auth
 	return s
+}
+
+func (c smtpProbe) plainWarnings(before *probeStage) []string {
+	var w []string
+	if len(before.Auth) > 0 {
+		w = append(w, "AUTH is offered before TLS ("+strings.Join(before.Auth, " ")+"): clients may send credentials in plain text")
+	}
+	if !before.StartTLS {
+		w = append(w, "STARTTLS is not offered: mail to this server travels in plain text")
+	}
+	return w
 }
 
 func printProbe(r *probeResult) {

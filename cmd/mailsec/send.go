@@ -9,25 +9,21 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailsec/mailsec"
-	"github.com/mailsec/mailsec/security"
 	"github.com/mailsec/mailsec/smtp"
-	"github.com/mailsec/mailsec/tlsconf"
 )
 
 func init() { commands = append(commands, sendCmd()) }
 
 // sendResult is the --json output of send.
 type sendResult struct {
-	OK         bool                   `json:"ok"`
-	Server     string                 `json:"server"`
-	TLSUsed    bool                   `json:"tls_used"`
-	TLS        *tlsconf.Facts         `json:"tls"`
-	Security   []security.Report      `json:"security,omitempty"`
-	Recipients []smtp.RecipientResult `json:"recipients,omitempty"`
-	Reply      *mailsec.Reply         `json:"reply,omitempty"`
-	Bytes      int64                  `json:"bytes,omitempty"`
-	Checked    bool                   `json:"checked,omitempty"`
-	Error      *jsonError             `json:"error,omitempty"`
+	OK           bool                   `json:"ok"`
+	Server       string                 `json:"server"`
+	sessionFacts                        // tls_used, tls, security
+	Recipients   []smtp.RecipientResult `json:"recipients,omitempty"`
+	Reply        *mailsec.Reply         `json:"reply,omitempty"`
+	Bytes        int64                  `json:"bytes,omitempty"`
+	Checked      bool                   `json:"checked,omitempty"`
+	Error        *jsonError             `json:"error,omitempty"`
 }
 
 func sendCmd() *cobra.Command {
@@ -103,28 +99,22 @@ func sendCmd() *cobra.Command {
 }
 
 func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, check bool, in io.Reader, res *sendResult) error {
-	addr, _, opts, err := smtpOptions(ctx, cf, true)
+	co, err := cf.common(ctx, "587", true)
 	if err != nil {
 		return err
 	}
-	res.Server = addr
+	res.Server = co.addr
 	msg, size, eightBit, cleanup, err := spool(in)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	c, err := connect(ctx, cf, addr, opts)
+	c, err := dialWithin(ctx, cf, smtp.Dial, co.addr, co.smtpOptions(cf))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if st := c.TLS(); st != nil {
-		f := tlsconf.FactsOf(st)
-		res.TLS, res.TLSUsed = &f, true
-	} else {
-		fmt.Fprintln(os.Stderr, "mailsec: WARNING: the session is not encrypted (no TLS); the message travels in plain text")
-	}
-	res.Security = c.Security().Reports()
+	res.record(c, "the message travels")
 	if check {
 		res.Checked = true
 		return c.Quit(ctx)
@@ -144,24 +134,11 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 	return nil
 }
 
-// smtpOptions turns the flags into the server address, its port and the
-// client options; withAuth gathers the credentials too.
-func smtpOptions(ctx context.Context, cf *connFlags, withAuth bool) (string, int, *smtp.Options, error) {
-	c, err := cf.common(ctx, "587", withAuth)
-	if err != nil {
-		return "", 0, nil, err
-	}
-	return c.addr, c.port, &smtp.Options{TLSMode: c.mode, TLS: c.tls, AllowPlaintextAuth: cf.plaintextAuth,
+// smtpOptions are the SMTP client options the flags describe.
+func (c *commonOpts) smtpOptions(cf *connFlags) *smtp.Options {
+	return &smtp.Options{TLSMode: c.mode, TLS: c.tls, AllowPlaintextAuth: cf.plaintextAuth,
 		CommandTimeout: cf.timeout, Logger: c.logger, Transcript: cf.transcriptWriter(), LocalName: cf.localName,
-		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech}, nil
-}
-
-// connect dials and secures the session within --timeout; the commands
-// after it are bounded one by one by the same limit (Options.CommandTimeout).
-func connect(ctx context.Context, cf *connFlags, addr string, opts *smtp.Options) (*smtp.Client, error) {
-	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	return smtp.Dial(dctx, addr, opts)
+		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech}
 }
 
 // spool makes the message seekable and measured so that SIZE (RFC 1870) and
