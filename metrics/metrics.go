@@ -1,10 +1,8 @@
 // Package metrics holds the Prometheus metrics of mailsec serve and serves
-// them over HTTP. The servers feed it three ways, none of which needs a
-// hook in the protocol packages: connections and TLS handshakes are seen by
-// the listener and TLS configuration wrappers of package server, message
-// deliveries by a wrapper around the delivery backend, and logins and POP3
-// retrievals by Events, a slog.Handler that watches the servers' structured
-// log records.
+// them over HTTP. Package server feeds it: connections and TLS handshakes
+// from its listener and TLS configuration wrappers, logins, messages and
+// POP3 retrievals from the Observer hooks of smtpd and pop3d, which the
+// servers call at each event.
 package metrics
 
 import (

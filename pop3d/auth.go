@@ -138,6 +138,9 @@ func (ss *session) login(identity, mech string) *reply {
 	}
 	ss.box, ss.authUser = box, user
 	ss.log.Info("authenticated", "user", user, "mechanism", mech)
+	if o := ss.srv.Observer; o != nil {
+		o.Auth(ss.info(), mech, true)
+	}
 	n, size := box.stat()
 	return okReply("Logged in, " + strconv.Itoa(n) + " messages (" + strconv.FormatInt(size, 10) + " octets)")
 }
@@ -148,6 +151,9 @@ func (ss *session) login(identity, mech string) *reply {
 func (ss *session) authFailed(mech string, err error) *reply {
 	ss.authFail++
 	ss.log.Warn("authentication failed", "mechanism", mech, "err", err, "failures", ss.authFail)
+	if o := ss.srv.Observer; o != nil {
+		o.Auth(ss.info(), mech, false)
+	}
 	time.Sleep(ss.srv.Limits.authDelay(ss.authFail))
 	if ss.authFail >= ss.srv.Limits.MaxAuthFailures {
 		return closeReply("AUTH", "Too many failed logins, closing")

@@ -10,7 +10,8 @@
 // Each concern has its own file: session.go (state machine and I/O),
 // parse.go (command parser), stls.go (TLS), auth.go (USER/PASS and SASL),
 // maildrop.go (the locked mailbox and message output), limits.go
-// (resource limits), reply.go (responses).
+// (resource limits), reply.go (responses), observer.go (events for
+// metrics).
 package pop3d
 
 import (
@@ -67,6 +68,9 @@ type Server struct {
 	Limits Limits
 	// Logger receives the log with facility "protocol". nil discards.
 	Logger *slog.Logger
+	// Observer, when set, is told about logins and retrievals (for
+	// metrics); nil means nobody is told.
+	Observer Observer
 
 	init  sync.Once
 	log   *slog.Logger
@@ -113,5 +117,5 @@ func (s *Server) Serve(ln net.Listener, kind Kind) error {
 // than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.setup()
-	return s.track.Shutdown(ctx, (*session).kickIfIdle, (*session).closeConn)
+	return s.track.Shutdown(ctx, func(ss *session) { ss.guard.Kick() }, func(ss *session) { ss.guard.Close() })
 }

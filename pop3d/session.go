@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mailsec/mailsec"
@@ -27,6 +26,11 @@ const maxErrors = 20
 // response line); longer lines are consumed piecewise and refused.
 const readBufferSize = maxSASLLine + 4096
 
+// buffers lends the sessions of every Server their readers and writers
+// (the writer large enough for RETR to go out in few writes) while they
+// have work; idle sessions hold none.
+var buffers = srvconn.NewPool(readBufferSize, 32<<10)
+
 // errQuit ends a session after the reply was sent.
 var errQuit = errors.New("quit")
 
@@ -38,13 +42,13 @@ type session struct {
 	id   string
 	log  *slog.Logger
 
-	conn net.Conn // the raw connection, or the *tls.Conn over it
-	r    *bufio.Reader
-	w    *bufio.Writer
+	raw  net.Conn // the accepted connection
+	conn net.Conn // raw, or the *tls.Conn over it
+	bufs *srvconn.Buffers
+	r    *bufio.Reader // bufs.R
+	w    *bufio.Writer // bufs.W
 
-	// mu guards idle and conn against Shutdown's kickIfIdle.
-	mu   sync.Mutex
-	idle bool
+	guard srvconn.Guard // conn, for Shutdown
 
 	tls      *tls.ConnectionState // nil before TLS
 	user     string               // the USER argument awaiting PASS
@@ -53,14 +57,14 @@ type session struct {
 	authFail int
 	errors   int
 
-	// For the session summary in the log (and the metrics derived from it).
+	// For the session summary in the log.
 	retrieved      int
 	retrievedBytes int64
 }
 
 // handle runs one connection from accept to close.
 func (s *Server) handle(c net.Conn, kind Kind) {
-	ss := &session{srv: s, kind: kind, ip: srvconn.HostIP(c.RemoteAddr()), id: srvconn.NewID(), conn: c}
+	ss := &session{srv: s, kind: kind, ip: srvconn.HostIP(c.RemoteAddr()), id: srvconn.NewID(), raw: c, conn: c}
 	ss.log = s.log.With("session", ss.id, "remote", c.RemoteAddr().String(), "listener", kind.String())
 	if refuse := refusalText[s.track.Admit(ss, ss.ip)]; refuse != "" {
 		ss.log.Warn("connection refused", "reason", refuse)
@@ -90,6 +94,7 @@ func (s *Server) handle(c net.Conn, kind Kind) {
 	}()
 	ss.log.Info("connect")
 	ss.run()
+	ss.bufs.Release()
 	ss.log.Info("disconnect", "user", ss.authUser, "retrieved", ss.retrieved, "retrieved_octets", ss.retrievedBytes)
 }
 
@@ -116,11 +121,13 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 // setConn (re)builds the buffered reader and writer on c. After STLS this
 // also discards whatever the old reader had buffered.
 func (ss *session) setConn(c net.Conn) {
-	ss.mu.Lock()
 	ss.conn = c
-	ss.mu.Unlock()
-	ss.r = bufio.NewReaderSize(c, readBufferSize)
-	ss.w = bufio.NewWriterSize(deadlineWriter{c, max(ss.srv.Limits.IdleTimeout, 5*time.Second)}, 32<<10)
+	ss.guard.Set(c)
+	if ss.bufs != nil {
+		ss.bufs.Release()
+	}
+	ss.bufs = buffers.Get(c, deadlineWriter{c, max(ss.srv.Limits.IdleTimeout, 5*time.Second)})
+	ss.r, ss.w = ss.bufs.R, ss.bufs.W
 }
 
 func (ss *session) run() {
@@ -370,6 +377,9 @@ func (ss *session) retr(cmd command) *reply {
 	if lines < 0 {
 		ss.retrieved++
 		ss.retrievedBytes += read
+		if o := ss.srv.Observer; o != nil {
+			o.Retrieved(ss.info(), read)
+		}
 	}
 	return nil
 }
@@ -423,59 +433,21 @@ func (ss *session) multiline(first *reply, lines []string) {
 	ss.w.WriteString(".\r\n")
 }
 
-// readCommand reads one command line, without CRLF, within IdleTimeout.
-// The returned slice is valid until the next read.
+// readCommand reads one command line, without CRLF, within IdleTimeout
+// (srvconn.NextLine). The returned slice is valid until the next read. A
+// line over maxSASLLine octets is refused with errLineTooLong, one ending
+// in a bare LF with errSyntaxChars, since RFC 1939 section 3 terminates
+// commands with CRLF.
 func (ss *session) readCommand() ([]byte, error) {
-	if ss.r.Buffered() == 0 {
-		if err := ss.w.Flush(); err != nil {
-			return nil, err
-		}
-	}
-	ss.mu.Lock()
-	if ss.srv.track.Closed() {
-		ss.mu.Unlock()
-		return nil, errShutdown
-	}
-	// One deadline for the whole line: a client sending a byte a second
-	// does not extend it (slowloris).
-	ss.conn.SetReadDeadline(time.Now().Add(ss.srv.Limits.IdleTimeout))
-	ss.idle = true
-	ss.mu.Unlock()
-	line, err := ss.readLine()
-	ss.mu.Lock()
-	ss.idle = false
-	ss.mu.Unlock()
-	return line, err
-}
-
-// readLine reads a CRLF-terminated line of at most maxSASLLine octets
-// (srvconn.ReadLine): a longer one is refused with errLineTooLong, one
-// ending in a bare LF with errSyntaxChars, since RFC 1939 section 3
-// terminates commands with CRLF.
-func (ss *session) readLine() ([]byte, error) {
-	line, err := srvconn.ReadLine(ss.r, maxSASLLine)
+	line, err := srvconn.NextLine(ss.bufs, &ss.guard, ss.srv.track.Closed, ss.srv.Limits.IdleTimeout, maxSASLLine, ss.w.Flush)
+	ss.r, ss.w = ss.bufs.R, ss.bufs.W
 	switch {
+	case errors.Is(err, srvconn.ErrClosed):
+		return nil, errShutdown
 	case errors.Is(err, srvconn.ErrLineTooLong):
 		return nil, errLineTooLong
 	case errors.Is(err, srvconn.ErrBareLF):
 		return nil, errSyntaxChars
 	}
 	return line, err
-}
-
-// kickIfIdle makes a session waiting for a command return at once, so
-// that Shutdown does not wait IdleTimeout for idle clients.
-func (ss *session) kickIfIdle() {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.idle {
-		ss.conn.SetReadDeadline(time.Unix(1, 0))
-	}
-}
-
-// closeConn closes the connection under Shutdown's deadline.
-func (ss *session) closeConn() {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ss.conn.Close()
 }

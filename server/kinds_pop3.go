@@ -27,12 +27,17 @@ func pop3Kind(kind pop3d.Kind) KindFunc {
 
 func newPOP3Server(env *Env) *pop3d.Server {
 	c := env.Config
+	var obs pop3d.Observer
+	if env.Metrics != nil {
+		obs = pop3Observer{env.Metrics}
+	}
 	return &pop3d.Server{
 		Hostname:  c.Hostname,
 		TLSConfig: env.TLS,
 		Users:     env.Users,
 		Store:     env.Store,
 		Logger:    env.Logger,
+		Observer:  obs,
 		Limits: pop3d.Limits{
 			MaxSessions:      c.Limits.MaxSessions,
 			MaxPerIP:         c.Limits.MaxPerIP,

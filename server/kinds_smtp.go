@@ -30,17 +30,18 @@ func smtpKind(kind smtpd.Kind) KindFunc {
 
 func newSMTPServer(env *Env) *smtpd.Server {
 	c := env.Config
-	var backend smtpd.Backend = smtpd.Maildir{Store: env.Store}
+	var obs smtpd.Observer
 	if env.Metrics != nil {
-		backend = metricsBackend{next: backend, m: env.Metrics}
+		obs = smtpObserver{env.Metrics}
 	}
 	return &smtpd.Server{
 		Hostname:  c.Hostname,
 		Domains:   c.Domains,
 		TLSConfig: env.TLS,
 		Users:     env.Users,
-		Backend:   backend,
+		Backend:   smtpd.Maildir{Store: env.Store},
 		Logger:    env.Logger,
+		Observer:  obs,
 		Limits: smtpd.Limits{
 			MaxMessageSize:   c.Limits.MaxMessageSize,
 			MaxRecipients:    c.Limits.MaxRecipients,

@@ -2,17 +2,15 @@ package server
 
 import (
 	"crypto/tls"
-	"errors"
-	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/internal/srvconn"
 	"github.com/mailsec/mailsec/metrics"
+	"github.com/mailsec/mailsec/pop3d"
 	"github.com/mailsec/mailsec/smtpd"
 )
 
@@ -71,63 +69,46 @@ func countTLS(base *tls.Config) {
 	}
 }
 
-// metricsBackend counts what smtpd hands to the delivery backend: octets,
-// accepted and refused messages and how long storing took.
-type metricsBackend struct {
-	next smtpd.Backend
-	m    *metrics.Metrics
-}
-
-// Deliver implements smtpd.Backend.
-func (b metricsBackend) Deliver(env *smtpd.Envelope, msg io.Reader) error {
-	cr := &countingReader{r: msg}
-	err := b.next.Deliver(env, cr)
-	switch {
-	case err == nil:
-		b.m.Message(cr.n, true, "")
-		b.m.Delivered(time.Since(cr.end))
-	case cr.err != nil:
-		b.m.Message(cr.n, false, refusalClass(cr.err))
-	default:
-		b.m.Message(cr.n, false, "store")
+// listenerName is the configured name of the listener that accepted c.
+func listenerName(c net.Conn, kind string) string {
+	if mc, ok := c.(*metricsConn); ok {
+		return mc.l.name
 	}
-	return err
+	return kind
 }
 
-// refusalClass names why smtpd's message reader refused a message, from
-// the enhanced status code its replies carry: 5.3.4 is the size limit,
-// 5.6.0 bare CR/LF or an over-long line; anything else is the transfer
-// itself failing (timeout, client gone, shutdown).
-func refusalClass(err error) string {
-	s := err.Error()
-	switch {
-	case strings.Contains(s, " 5.3.4 "):
-		return "size"
-	case strings.Contains(s, " 5.6.0 "):
-		return "content"
+// smtpObserver feeds smtpd's events into the metrics.
+type smtpObserver struct{ m *metrics.Metrics }
+
+// Auth implements smtpd.Observer.
+func (o smtpObserver) Auth(s smtpd.SessionInfo, mechanism string, ok bool) {
+	o.m.Auth(listenerName(s.Conn, s.Kind.String()), mechanism, ok)
+}
+
+// Message implements smtpd.Observer.
+func (o smtpObserver) Message(_ smtpd.SessionInfo, msg smtpd.MessageInfo) {
+	accepted := msg.Outcome == smtpd.Accepted
+	reason := ""
+	if !accepted {
+		reason = msg.Outcome.String()
 	}
-	return "transfer"
-}
-
-// countingReader counts octets and notes the first error other than EOF
-// and when the message ended.
-type countingReader struct {
-	r   io.Reader
-	n   int64
-	err error
-	end time.Time
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	switch {
-	case errors.Is(err, io.EOF):
-		c.end = time.Now()
-	case err != nil && c.err == nil:
-		c.err = err
+	o.m.Message(msg.Octets, accepted, reason)
+	if accepted {
+		o.m.Delivered(msg.StoreTime)
 	}
-	return n, err
+}
+
+// pop3Observer feeds pop3d's events into the metrics.
+type pop3Observer struct{ m *metrics.Metrics }
+
+// Auth implements pop3d.Observer.
+func (o pop3Observer) Auth(s pop3d.SessionInfo, mechanism string, ok bool) {
+	o.m.Auth(listenerName(s.Conn, s.Kind.String()), mechanism, ok)
+}
+
+// Retrieved implements pop3d.Observer.
+func (o pop3Observer) Retrieved(s pop3d.SessionInfo, octets int64) {
+	o.m.Retrieved(listenerName(s.Conn, s.Kind.String()), 1, octets)
 }
 
 // startMetrics serves m on addr, which must be a loopback address: the

@@ -100,7 +100,6 @@ func Start(c *Config, log *slog.Logger) (*Server, error) {
 		}
 		s.info.MetricsAddr = metricsLn.Addr().String()
 		s.env.Metrics = m
-		s.env.Logger = slog.New(metrics.NewEvents(m, log.Handler()))
 		countTLS(s.env.TLS)
 	}
 	for _, l := range c.Listeners {

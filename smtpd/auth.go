@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/srvconn"
 	"github.com/mailsec/mailsec/sasl"
 )
 
@@ -27,7 +28,8 @@ func (ss *session) auth(cmd command) *reply {
 		return rep(503, "5.5.1", "AUTH not allowed during a mail transaction")
 	}
 	mech, ir, hasIR := strings.Cut(cmd.arg, " ")
-	srv, err := sasl.NewServer(strings.ToUpper(mech), ss.srv.Users, sasl.ConnState{TLS: ss.tls})
+	mech = strings.ToUpper(mech)
+	srv, err := sasl.NewServer(mech, ss.srv.Users, sasl.ConnState{TLS: ss.tls})
 	if err != nil {
 		return rep(504, "5.5.4", "Unrecognized authentication type")
 	}
@@ -41,12 +43,10 @@ func (ss *session) auth(cmd command) *reply {
 	for {
 		chal, done, err := srv.Next(resp)
 		if err != nil {
-			return ss.authFailed(err)
+			return ss.authFailed(mech, err)
 		}
 		if done && len(chal) == 0 {
-			ss.authUser = srv.Identity()
-			ss.log.Info("authenticated", "user", ss.authUser, "mechanism", strings.ToUpper(mech))
-			return rep(235, "2.7.0", "Authentication successful")
+			return ss.authenticated(srv.Identity(), mech)
 		}
 		// A challenge, or additional data with success (SCRAM's
 		// server-final message), which RFC 4954 section 4 sends as a 334
@@ -60,7 +60,7 @@ func (ss *session) auth(cmd command) *reply {
 			if r, ok := err.(*reply); ok {
 				return r
 			}
-			if isTimeout(err) {
+			if srvconn.IsTimeout(err) {
 				return errTimeout
 			}
 			return &reply{close: true}
@@ -70,9 +70,7 @@ func (ss *session) auth(cmd command) *reply {
 			return r
 		}
 		if done {
-			ss.authUser = srv.Identity()
-			ss.log.Info("authenticated", "user", ss.authUser, "mechanism", strings.ToUpper(mech))
-			return rep(235, "2.7.0", "Authentication successful")
+			return ss.authenticated(srv.Identity(), mech)
 		}
 	}
 }
@@ -93,12 +91,21 @@ func decodeResponse(s string) ([]byte, *reply) {
 	return b, nil
 }
 
+// authenticated records a successful login.
+func (ss *session) authenticated(user, mech string) *reply {
+	ss.authUser = user
+	ss.log.Info("authenticated", "user", user, "mechanism", mech)
+	ss.observeAuth(mech, true)
+	return rep(235, "2.7.0", "Authentication successful")
+}
+
 // authFailed slows down and eventually disconnects a client guessing
 // passwords: each failure waits longer before the 535, and after
 // MaxAuthFailures the session ends with 421.
-func (ss *session) authFailed(err error) *reply {
+func (ss *session) authFailed(mech string, err error) *reply {
 	ss.authFail++
-	ss.log.Warn("authentication failed", "err", err, "failures", ss.authFail)
+	ss.log.Warn("authentication failed", "mechanism", mech, "err", err, "failures", ss.authFail)
+	ss.observeAuth(mech, false)
 	time.Sleep(ss.srv.Limits.authDelay(ss.authFail))
 	if ss.authFail >= ss.srv.Limits.MaxAuthFailures {
 		return &reply{code: 421, enh: "4.7.0", text: "Too many failed authentication attempts, closing", close: true}

@@ -2,9 +2,13 @@ package smtpd
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/srvconn"
 )
 
 // bdatTransfer is a message arriving in BDAT chunks (RFC 3030). The
@@ -44,6 +48,9 @@ func (ss *session) bdat(cmd command) *reply {
 		return ss.skip(size, r)
 	}
 	t := ss.tx.bdat
+	if t == nil && last {
+		return ss.bdatWhole(size)
+	}
 	if t == nil {
 		t = &bdatTransfer{result: make(chan error, 1)}
 		pr, pw := io.Pipe()
@@ -57,13 +64,13 @@ func (ss *session) bdat(cmd command) *reply {
 		}()
 	}
 	if t.size += size; t.size > ss.srv.Limits.MaxMessageSize {
-		ss.reset()
+		ss.endTransaction(RefusedSize)
 		return ss.skip(size, errTooBig)
 	}
 	w := &chunkWriter{t: t}
 	if _, err := io.CopyN(w, ss.r, size); err != nil {
 		ss.reset()
-		if isTimeout(err) {
+		if srvconn.IsTimeout(err) {
 			return errTimeout
 		}
 		return &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}
@@ -73,31 +80,105 @@ func (ss *session) bdat(cmd command) *reply {
 	}
 	if t.check.refusal != nil {
 		r := t.check.refusal
-		ss.reset()
+		ss.endTransaction(refusalOutcome(r))
 		return r
 	}
 	if !last {
 		if w.err != nil { // the Backend failed; the transaction is over
-			ss.reset()
+			ss.endTransaction(FailedStore)
 			return errStoreFailed
 		}
 		return rep(250, "2.0.0", strconv.FormatInt(size, 10)+" octets received")
 	}
+	end := time.Now()
 	t.pw.Close()
 	err = <-t.result
 	tx := ss.tx
 	ss.tx = nil
 	if err != nil {
 		ss.log.Error("delivery failed", "err", err)
+		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: t.size})
 		return errStoreFailed
 	}
-	return ss.accepted(tx, t.size)
+	ss.observeMessage(MessageInfo{Outcome: Accepted, Octets: t.size, StoreTime: time.Since(end)})
+	return ss.accepted(&tx.env, t.size)
+}
+
+// bdatWhole delivers a message sent as a single "BDAT <size> LAST" chunk,
+// which is how clients send all but large messages, in the session's own
+// goroutine: it needs neither the pipe nor the goroutine of a message
+// spanning chunks.
+func (ss *session) bdatWhole(size int64) *reply {
+	if size > ss.srv.Limits.MaxMessageSize {
+		ss.tx = nil
+		ss.observeMessage(MessageInfo{Outcome: RefusedSize, Octets: size})
+		return ss.skip(size, errTooBig)
+	}
+	cr := &chunkReader{r: io.LimitedReader{R: ss.r, N: size}}
+	env, msg := ss.message(cr)
+	err := ss.srv.Backend.Deliver(env, msg)
+	// A Backend that stopped early leaves the rest of the chunk to read.
+	for cr.ioErr == nil && cr.r.N > 0 {
+		io.Copy(io.Discard, struct{ io.Reader }{cr})
+	}
+	ss.tx = nil
+	switch {
+	case cr.ioErr != nil:
+		ss.log.Info("message transfer failed", "err", cr.ioErr)
+		ss.observeMessage(MessageInfo{Outcome: FailedTransfer, Octets: size - cr.r.N})
+		if srvconn.IsTimeout(cr.ioErr) {
+			return errTimeout
+		}
+		return &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}
+	case cr.check.refusal != nil:
+		ss.log.Warn("message refused", "reason", cr.check.refusal.text, "from", env.From)
+		ss.observeMessage(MessageInfo{Outcome: refusalOutcome(cr.check.refusal), Octets: size})
+		return cr.check.refusal
+	case err != nil:
+		ss.log.Error("delivery failed", "err", err)
+		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: size})
+		return errStoreFailed
+	}
+	ss.observeMessage(MessageInfo{Outcome: Accepted, Octets: size, StoreTime: time.Since(cr.end)})
+	return ss.accepted(env, size)
+}
+
+// chunkReader hands out one whole-message chunk, checked as lineChecker
+// does. A broken rule makes it return the refusal instead of io.EOF, so
+// the Backend stores nothing; it keeps consuming the chunk all the same.
+type chunkReader struct {
+	r     io.LimitedReader
+	check lineChecker
+	end   time.Time // when the last octet was read
+	ioErr error     // the connection failed before the chunk ended
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.check.check(p[:n])
+	if c.r.N == 0 && c.end.IsZero() {
+		c.end = time.Now()
+		if c.check.prevCR {
+			c.check.refuse(errBareLF) // a CR ending the message
+		}
+	}
+	switch {
+	case err != nil && c.r.N > 0:
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		c.ioErr = err
+		return 0, err
+	case c.check.refusal != nil:
+		return 0, c.check.refusal
+	}
+	return n, err
 }
 
 // skip reads and drops a chunk that is refused, then answers r.
 func (ss *session) skip(size int64, r *reply) *reply {
 	if _, err := io.CopyN(io.Discard, ss.r, size); err != nil {
-		if isTimeout(err) {
+		if srvconn.IsTimeout(err) {
 			return errTimeout
 		}
 		return &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"time"
 )
 
 // maxTextLine is RFC 5321 section 4.5.3.1.6's limit on a line of message
@@ -24,9 +25,9 @@ const maxTextLine = 1000
 // the refusal (a *reply) instead of io.EOF, which makes the Backend discard
 // what it stored.
 //
-// The reader works a line at a time straight out of the bufio.Reader's
-// buffer (ReadSlice, no per-byte calls, one copy into the caller's buffer),
-// many lines per Read.
+// The reader works straight out of the bufio.Reader's buffer: runs of
+// ordinary lines (see run) are checked in place and copied to the caller
+// in one piece; any other line goes through next, a line at a time.
 type dataReader struct {
 	r   *bufio.Reader
 	max int64 // size limit, octets after unstuffing
@@ -37,9 +38,10 @@ type dataReader struct {
 	lineLen int    // octets of the current line so far
 	pending []byte // unstuffed octets not yet returned; points into r's buffer
 
-	refusal *reply // the first rule broken, if any
-	done    bool   // the end-of-data marker was read
-	ioErr   error  // the connection failed; the session cannot go on
+	refusal *reply    // the first rule broken, if any
+	done    bool      // the end-of-data marker was read
+	end     time.Time // when it was read
+	ioErr   error     // the connection failed; the session cannot go on
 }
 
 func newDataReader(r *bufio.Reader, max int64) *dataReader {
@@ -59,6 +61,10 @@ func (d *dataReader) Read(p []byte) (int, error) {
 		if d.done || d.ioErr != nil {
 			break
 		}
+		if k := d.run(p[n:]); k > 0 {
+			n += k
+			continue
+		}
 		d.next()
 	}
 	switch {
@@ -70,6 +76,38 @@ func (d *dataReader) Read(p []byte) (int, error) {
 		return 0, d.refusal
 	}
 	return 0, io.EOF
+}
+
+// run copies into p the longest run of whole lines at the start of what
+// the reader has buffered that need none of next's care: each starts a
+// line, does not start with "." (no unstuffing, not the end marker), ends
+// in CRLF with no other CR or LF in it, is at most maxTextLine octets, and
+// all of them stay within the size limit. It returns how many octets it
+// took; 0 leaves the next line to next, which refuses or unstuffs it.
+// Taking such lines in bulk gives exactly what next would give line by
+// line.
+func (d *dataReader) run(p []byte) int {
+	if !d.bol || d.prevCR || d.refusal != nil || d.r.Buffered() == 0 {
+		return 0
+	}
+	buf, _ := d.r.Peek(min(d.r.Buffered(), len(p)))
+	pos, lines := 0, 0
+	for pos < len(buf) && buf[pos] != '.' {
+		i := bytes.IndexByte(buf[pos:], '\n')
+		if i < 1 || i+1 > maxTextLine || buf[pos+i-1] != '\r' {
+			break
+		}
+		pos += i + 1
+		lines++
+	}
+	// One CR per line, the one before its LF: no bare CR anywhere.
+	if pos == 0 || d.n+int64(pos) > d.max || bytes.Count(buf[:pos], []byte{'\r'}) != lines {
+		return 0
+	}
+	copy(p, buf[:pos])
+	d.r.Discard(pos)
+	d.n += int64(pos)
+	return pos
 }
 
 // drain reads to the end of the data, discarding it, for when the Backend
@@ -103,7 +141,7 @@ func (d *dataReader) next() {
 	}
 	// The end marker: the line "." CRLF right after a CRLF.
 	if d.bol && len(piece) == 3 && piece[0] == '.' && piece[1] == '\r' && piece[2] == '\n' {
-		d.done = true
+		d.done, d.end = true, time.Now()
 		return
 	}
 	startBOL, prevCR := d.bol, d.prevCR

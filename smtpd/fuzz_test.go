@@ -93,6 +93,44 @@ func FuzzDATAReader(f *testing.F) {
 	})
 }
 
+// FuzzDATAReaderBulk checks the DATA reader's bulk path against its
+// line-at-a-time path: read one octet at a time the reader can never take
+// a run of lines at once, so both reads of the same input must hand out
+// the same octets, end in the same way and stop at the same place.
+func FuzzDATAReaderBulk(f *testing.F) {
+	for _, s := range []string{"a\r\nb\r\n.\r\n", "ab\r\n..x\r\ncd\r\n.\r\n", "a\r\nb\nc\r\n.\r\n", "a\r\nb\rc\r\n.\r\n",
+		"x\r\n" + strings.Repeat("z", 1000) + "\r\n.\r\n", "x\r\n" + strings.Repeat("z", 997) + "\r\ny\r\n.\r\n", "a\r\nb\r"} {
+		f.Add([]byte(s), uint16(64), uint16(512))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, limit, bufSize uint16) {
+		read := func(chunk int) ([]byte, error, int64, int) {
+			src := bytes.NewReader(in)
+			d := newDataReader(bufio.NewReaderSize(src, int(bufSize)), int64(limit))
+			var out []byte
+			buf := make([]byte, chunk)
+			var err error
+			for {
+				var n int
+				n, err = d.Read(buf)
+				out = append(out, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+			return out, err, d.n, d.r.Buffered() + src.Len()
+		}
+		out1, err1, n1, left1 := read(1)
+		outN, errN, nN, leftN := read(64 << 10)
+		if !bytes.Equal(out1, outN) || n1 != nN || left1 != leftN {
+			t.Fatalf("line by line %q (n %d, %d left), bulk %q (n %d, %d left)", out1, n1, left1, outN, nN, leftN)
+		}
+		var r1, rN *reply
+		if errors.As(err1, &r1) != errors.As(errN, &rN) || r1 != rN || (r1 == nil && !errors.Is(errN, err1)) {
+			t.Fatalf("line by line ends with %v, bulk with %v", err1, errN)
+		}
+	})
+}
+
 // fuzzUsers is a user store without password hashing cost.
 type fuzzUsers struct{}
 

@@ -1,8 +1,9 @@
 package smtpd
 
 import (
-	"net"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/srvconn"
 )
 
 // Limits bound the resources one client can take. Every zero field means
@@ -67,48 +68,4 @@ func (l Limits) withDefaults() Limits {
 }
 
 // authDelay is the back-off before answering the n-th failed AUTH (n >= 1).
-func (l Limits) authDelay(n int) time.Duration {
-	return l.AuthFailureDelay << min(n-1, 5)
-}
-
-// admit registers a new session, or returns a reason to refuse it.
-func (s *Server) admit(ss *session) (refuse string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed.Load():
-		return "4.3.2 Service shutting down"
-	case len(s.sessions) >= s.Limits.MaxSessions:
-		return "4.7.0 Too many connections, try again later"
-	case s.perIP[ss.ip] >= s.Limits.MaxPerIP:
-		return "4.7.0 Too many connections from your address, try again later"
-	}
-	s.sessions[ss] = struct{}{}
-	s.perIP[ss.ip]++
-	return ""
-}
-
-// release unregisters a session admitted before.
-func (s *Server) release(ss *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.sessions, ss)
-	if s.perIP[ss.ip]--; s.perIP[ss.ip] <= 0 {
-		delete(s.perIP, ss.ip)
-	}
-	if s.closed.Load() && len(s.sessions) == 0 {
-		close(s.done)
-	}
-}
-
-// hostIP returns the IP part of a remote address.
-func hostIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	h, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return h
-}
+func (l Limits) authDelay(n int) time.Duration { return srvconn.Backoff(l.AuthFailureDelay, n) }

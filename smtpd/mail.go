@@ -33,7 +33,7 @@ func (ss *session) mail(cmd command) *reply {
 		return rep(553, "5.6.7", "Non-ASCII sender address requires SMTPUTF8") // RFC 6531 section 3.5
 	}
 	ss.tx = tx
-	return rep(250, "2.1.0", "Sender OK")
+	return okSender
 }
 
 // mailParams applies the ESMTP parameters of MAIL FROM.
@@ -118,7 +118,7 @@ func (ss *session) rcpt(cmd command) *reply {
 		tx.boxes[box] = true
 		tx.env.Mailboxes = append(tx.env.Mailboxes, box)
 	}
-	return rep(250, "2.1.5", "Recipient OK")
+	return okRecipient
 }
 
 // rcptParams checks the ESMTP parameters of RCPT TO: only DSN's (RFC 3461

@@ -1,9 +1,13 @@
 package smtpd
 
 import (
+	"context"
 	"errors"
 	"io"
-	"strings"
+	"log/slog"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/srvconn"
 )
 
 // data handles DATA (RFC 5321 section 4.1.1.4).
@@ -30,18 +34,22 @@ func (ss *session) data(cmd command) *reply {
 		// The message did not arrive whole, so nothing was stored; the
 		// connection is unusable.
 		ss.log.Info("message transfer failed", "err", dr.ioErr)
-		if isTimeout(dr.ioErr) {
+		ss.observeMessage(MessageInfo{Outcome: FailedTransfer, Octets: dr.n})
+		if srvconn.IsTimeout(dr.ioErr) {
 			return errTimeout
 		}
 		return &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}
 	case dr.refusal != nil:
 		ss.log.Warn("message refused", "reason", dr.refusal.text, "from", tx.env.From)
+		ss.observeMessage(MessageInfo{Outcome: refusalOutcome(dr.refusal), Octets: dr.n})
 		return dr.refusal
 	case err != nil:
 		ss.log.Error("delivery failed", "err", err)
+		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: dr.n})
 		return errStoreFailed
 	}
-	return ss.accepted(tx, dr.n)
+	ss.observeMessage(MessageInfo{Outcome: Accepted, Octets: dr.n, StoreTime: time.Since(dr.end)})
+	return ss.accepted(&tx.env, dr.n)
 }
 
 // readyForMessage checks that DATA or BDAT may start a message now.
@@ -69,15 +77,37 @@ func (ss *session) deliver(msg io.Reader) error {
 func (ss *session) message(msg io.Reader) (*Envelope, io.Reader) {
 	env := ss.tx.env
 	env.AuthUser = ss.authUser
-	return &env, io.MultiReader(strings.NewReader(ss.received(&env)), msg)
+	return &env, &headerReader{hdr: ss.received(&env), r: msg}
+}
+
+// headerReader yields hdr, then r. Unlike io.MultiReader it has no
+// WriteTo, which would copy the message through a fresh 32 KiB buffer per
+// message in place of the one the Backend offers to io.CopyBuffer.
+type headerReader struct {
+	hdr string
+	r   io.Reader
+}
+
+func (h *headerReader) Read(p []byte) (int, error) {
+	if h.hdr != "" {
+		n := copy(p, h.hdr)
+		h.hdr = h.hdr[n:]
+		return n, nil
+	}
+	return h.r.Read(p)
 }
 
 // accepted logs a delivered message and builds the 250 reply, which is
 // sent only now that the Backend made the message durable (RFC 5321
 // section 6.1).
-func (ss *session) accepted(tx *transaction, size int64) *reply {
-	ss.log.Info("message delivered", "from", tx.env.From, "rcpts", len(tx.env.To), "size", size)
-	return rep(250, "2.0.0", "OK: message accepted, id "+ss.id)
+func (ss *session) accepted(env *Envelope, size int64) *reply {
+	if ss.log.Enabled(context.Background(), slog.LevelInfo) {
+		ss.log.Info("message delivered", "from", env.From, "rcpts", len(env.To), "size", size)
+	}
+	if ss.okReply == nil {
+		ss.okReply = rep(250, "2.0.0", "OK: message accepted, id "+ss.id)
+	}
+	return ss.okReply
 }
 
 // errAborted is what a BDAT delivery is aborted with; the Backend sees it

@@ -26,7 +26,22 @@ func parseCommand(line []byte) (command, *reply) {
 	if len(verb) == 0 || len(verb) > 16 {
 		return command{}, errUnknown
 	}
-	return command{verb: strings.ToUpper(string(verb)), arg: string(arg)}, nil
+	return command{verb: upperVerb(verb), arg: string(arg)}, nil
+}
+
+// verbs are the commands the session knows, so that naming one costs no
+// allocation.
+var verbs = []string{"EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT",
+	"VRFY", "EXPN", "HELP"}
+
+// upperVerb returns verb in upper case.
+func upperVerb(verb []byte) string {
+	for _, v := range verbs {
+		if len(v) == len(verb) && bytes.EqualFold(verb, []byte(v)) {
+			return v
+		}
+	}
+	return strings.ToUpper(string(verb))
 }
 
 // param is one ESMTP parameter of MAIL or RCPT (RFC 5321 section 4.1.2
@@ -145,14 +160,13 @@ func validLocal(s string) bool {
 		}
 		return true
 	}
-	for _, atom := range strings.Split(s, ".") {
-		if atom == "" {
+	// Dot-string: atoms separated by single dots, none empty.
+	if s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '.' && c < 0x80 && !isAtext(c) {
 			return false
-		}
-		for i := 0; i < len(atom); i++ {
-			if c := atom[i]; c < 0x80 && !isAtext(c) {
-				return false
-			}
 		}
 	}
 	return true
@@ -181,7 +195,8 @@ func validDomain(s string) bool {
 		}
 		return len(s) > 2
 	}
-	for _, label := range strings.Split(s, ".") {
+	for rest := s; ; {
+		label, more, dot := strings.Cut(rest, ".")
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}
@@ -191,8 +206,11 @@ func validDomain(s string) bool {
 				return false
 			}
 		}
+		if !dot {
+			return true
+		}
+		rest = more
 	}
-	return true
 }
 
 // validKeyword checks an esmtp-keyword: ALPHA / DIGIT then ALPHA / DIGIT / "-".

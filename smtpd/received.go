@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/srvconn"
 )
 
 // received builds the Received header RFC 5321 section 4.4 requires a
@@ -26,18 +28,13 @@ func (ss *session) received(env *Envelope) string {
 		}
 	}
 	var b strings.Builder
+	b.Grow(256)
 	b.WriteString("Received: from ")
 	b.WriteString(ss.helo)
 	b.WriteString(" (")
-	b.WriteString(addressLiteral(ss.ip))
+	b.WriteString(ss.literal)
 	b.WriteString(")\r\n")
-	if ss.tls != nil {
-		b.WriteString("\t(using ")
-		b.WriteString(tlsVersion(ss.tls.Version))
-		b.WriteString(" with cipher ")
-		b.WriteString(tls.CipherSuiteName(ss.tls.CipherSuite))
-		b.WriteString(")\r\n")
-	}
+	b.WriteString(ss.tlsTrace)
 	b.WriteString("\tby ")
 	b.WriteString(ss.srv.host)
 	b.WriteString(" (mailsec) with ")
@@ -55,6 +52,13 @@ func (ss *session) received(env *Envelope) string {
 	b.WriteString(time.Now().Format(time.RFC1123Z))
 	b.WriteString("\r\n")
 	return b.String()
+}
+
+// receivedTLS is the line of the Received header that records the TLS
+// version and cipher, made once per handshake (tls.CipherSuiteName builds
+// the whole suite list on every call).
+func receivedTLS(st *tls.ConnectionState) string {
+	return "\t(using " + srvconn.TLSVersion(st.Version) + " with cipher " + tls.CipherSuiteName(st.CipherSuite) + ")\r\n"
 }
 
 // addressLiteral renders an IP as RFC 5321 section 4.1.3 address literal.

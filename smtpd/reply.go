@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bufio"
 	"strconv"
 	"strings"
 )
@@ -18,28 +19,34 @@ type reply struct {
 // Error makes a reply usable as an error value.
 func (r *reply) Error() string { return strconv.Itoa(r.code) + " " + r.enh + " " + r.text }
 
-// line renders the reply as it goes on the wire; multi-line texts use the
-// "250-" continuation form of RFC 5321 section 4.2.1.
-func (r *reply) line() string {
-	var b strings.Builder
-	lines := strings.Split(r.text, "\n")
-	for i, l := range lines {
-		b.WriteString(strconv.Itoa(r.code))
-		if i < len(lines)-1 {
-			b.WriteByte('-')
+// writeTo renders the reply as it goes on the wire, straight into w;
+// multi-line texts use the "250-" continuation form of RFC 5321 section
+// 4.2.1.
+func (r *reply) writeTo(w *bufio.Writer) {
+	text := r.text
+	for {
+		l, rest, more := strings.Cut(text, "\n")
+		w.WriteByte(byte('0' + r.code/100))
+		w.WriteByte(byte('0' + r.code/10%10))
+		w.WriteByte(byte('0' + r.code%10))
+		if more {
+			w.WriteByte('-')
 		} else {
-			b.WriteByte(' ')
+			w.WriteByte(' ')
 		}
 		// RFC 2034 section 4 puts the status code on every line; the
 		// EHLO reply, which is exempt, has none.
 		if r.enh != "" {
-			b.WriteString(r.enh)
-			b.WriteByte(' ')
+			w.WriteString(r.enh)
+			w.WriteByte(' ')
 		}
-		b.WriteString(l)
-		b.WriteString("\r\n")
+		w.WriteString(l)
+		w.WriteString("\r\n")
+		if !more {
+			return
+		}
+		text = rest
 	}
-	return b.String()
 }
 
 // The replies used in more than one place.
@@ -61,6 +68,9 @@ var (
 	errLongTextLine = rep(554, "5.6.0", "Message rejected: line longer than 1000 octets (RFC 5321 section 4.5.3.1.6)")
 	errStoreFailed  = rep(451, "4.3.0", "Local error in processing, try again later")
 	errParamSyntax  = rep(501, "5.5.4", "Syntax error in parameters")
+	okReply         = rep(250, "2.0.0", "OK")
+	okSender        = rep(250, "2.1.0", "Sender OK")
+	okRecipient     = rep(250, "2.1.5", "Recipient OK")
 )
 
 // rep makes a reply that keeps the session open.

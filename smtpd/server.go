@@ -11,7 +11,7 @@
 // Each concern has its own file: session.go (state machine), parse.go
 // (command parser), data.go and bdat.go (message readers), starttls.go (TLS
 // policy), auth.go (SASL), limits.go (resource limits), received.go (trace
-// header), backend.go (delivery).
+// header), backend.go (delivery), observer.go (events for metrics).
 package smtpd
 
 import (
@@ -22,10 +22,9 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/srvconn"
 	"github.com/mailsec/mailsec/sasl"
 )
 
@@ -110,15 +109,14 @@ type Server struct {
 	// Logger receives the log with facility "protocol". nil discards.
 	Logger *slog.Logger
 
-	mu        sync.Mutex
-	init      sync.Once
-	log       *slog.Logger
-	host      string
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	perIP     map[string]int
-	closed    atomic.Bool   // Shutdown was called; read without mu by sessions
-	done      chan struct{} // closed when the last session ends after Shutdown
+	// Observer, when set, is told about logins and messages (for
+	// metrics); nil means nobody is told.
+	Observer Observer
+
+	init  sync.Once
+	log   *slog.Logger
+	host  string
+	track srvconn.Tracker[*session]
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -138,10 +136,7 @@ func (s *Server) setup() {
 			s.Domains = []string{"localhost"}
 		}
 		s.Limits = s.Limits.withDefaults()
-		s.listeners = map[net.Listener]struct{}{}
-		s.sessions = map[*session]struct{}{}
-		s.perIP = map[string]int{}
-		s.done = make(chan struct{})
+		s.track.Init(s.Limits.MaxSessions, s.Limits.MaxPerIP)
 	})
 }
 
@@ -156,34 +151,10 @@ func (s *Server) Serve(ln net.Listener, kind Kind, policy Policy) error {
 	if s.TLSConfig == nil && (kind == SMTPS || kind == Submission || policy == TLSRequire) {
 		return mailsec.Errorf(mailsec.Config, "smtpd", nil, "%s listener %s needs a TLS configuration", kind, ln.Addr())
 	}
-	s.mu.Lock()
-	if s.closed.Load() {
-		s.mu.Unlock()
-		ln.Close()
-		return ErrServerClosed
+	if err := s.track.Serve(ln, func(c net.Conn) { s.handle(c, kind, policy) }); err != nil {
+		return err
 	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.closed.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: back off as
-				// net/http does instead of spinning.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		go s.handle(c, kind, policy)
-	}
+	return ErrServerClosed
 }
 
 // Shutdown stops the listeners and ends the sessions gracefully: a session
@@ -194,35 +165,5 @@ func (s *Server) Serve(ln net.Listener, kind Kind, policy Policy) error {
 // may be called more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.setup()
-	s.mu.Lock()
-	if !s.closed.Load() {
-		s.closed.Store(true)
-		for ln := range s.listeners {
-			ln.Close()
-		}
-		if len(s.sessions) == 0 {
-			close(s.done)
-		}
-	}
-	for ss := range s.sessions {
-		ss.kickIfIdle()
-	}
-	s.mu.Unlock()
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for ss := range s.sessions {
-			ss.closeConn()
-		}
-		s.mu.Unlock()
-		// Closed connections make the deliveries fail and clean up their
-		// tmp/ files; give them a moment to do so before the process exits.
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
-		}
-		return ctx.Err()
-	}
+	return s.track.Shutdown(ctx, func(ss *session) { ss.guard.Kick() }, func(ss *session) { ss.guard.Close() })
 }

@@ -3,20 +3,17 @@ package smtpd
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/srvconn"
 )
 
 // Line limits, measured with the CRLF.
@@ -37,32 +34,42 @@ const (
 	// that many, and it bounds what a fuzzing or scanning client costs.
 	maxErrors = 20
 	// readBufferSize is the input buffer: large so that DATA is read in
-	// bulk with few system calls.
+	// bulk with few system calls. It is lent only while a session has
+	// input to work on (srvconn.Pool), so idle sessions do not hold it.
 	readBufferSize = 64 << 10
+	// writeBufferSize holds the replies to a pipelined group of commands,
+	// which go out in one write (RFC 2920 section 3.2).
+	writeBufferSize = 4 << 10
 )
+
+// buffers lends the sessions of every Server their readers and writers.
+var buffers = srvconn.NewPool(readBufferSize, writeBufferSize)
 
 // errQuit ends a session after the reply was sent.
 var errQuit = errors.New("quit")
 
 // session is one SMTP connection.
 type session struct {
-	srv    *Server
-	kind   Kind
-	policy Policy
-	ip     string
-	id     string
-	log    *slog.Logger
+	srv     *Server
+	kind    Kind
+	policy  Policy
+	ip      string
+	literal string // ip as an address literal, for Received headers
+	id      string
+	log     *slog.Logger
 
-	conn net.Conn // the raw connection, or the *tls.Conn over it
+	raw  net.Conn // the accepted connection
+	conn net.Conn // raw, or the *tls.Conn over it
 	in   *deadlineReader
-	r    *bufio.Reader
-	w    *bufio.Writer
+	bufs *srvconn.Buffers
+	r    *bufio.Reader // bufs.R
+	w    *bufio.Writer // bufs.W
 
-	// mu guards idle and conn against Shutdown's kickIfIdle.
-	mu   sync.Mutex
-	idle bool
+	guard srvconn.Guard // conn, for Shutdown
 
 	tls      *tls.ConnectionState // nil before TLS
+	tlsTrace string               // the TLS part of Received headers
+	okReply  *reply               // the 250 for an accepted message
 	helo     string               // "" before HELO/EHLO
 	esmtp    bool                 // EHLO rather than HELO
 	authUser string
@@ -80,12 +87,14 @@ type transaction struct {
 
 // handle runs one connection from accept to close.
 func (s *Server) handle(c net.Conn, kind Kind, policy Policy) {
-	ss := &session{srv: s, kind: kind, policy: policy, ip: hostIP(c.RemoteAddr()), id: newID(), conn: c}
+	ss := &session{srv: s, kind: kind, policy: policy, ip: srvconn.HostIP(c.RemoteAddr()), id: srvconn.NewID(),
+		raw: c, conn: c}
 	if kind != MX {
 		ss.policy = TLSRequire
 	}
+	ss.literal = addressLiteral(ss.ip)
 	ss.log = s.log.With("session", ss.id, "remote", c.RemoteAddr().String(), "listener", kind.String())
-	if refuse := s.admit(ss); refuse != "" {
+	if refuse := refusalText[s.track.Admit(ss, ss.ip)]; refuse != "" {
 		ss.log.Warn("connection refused", "reason", refuse)
 		// SMTPS cannot get a plaintext 421, and a TLS handshake is what an
 		// overload should not spend CPU on: just close.
@@ -96,7 +105,7 @@ func (s *Server) handle(c net.Conn, kind Kind, policy Policy) {
 		c.Close()
 		return
 	}
-	defer s.release(ss)
+	defer s.track.Release(ss)
 	defer c.Close()
 	defer func() {
 		// A bug in one session must not take down the server.
@@ -106,25 +115,31 @@ func (s *Server) handle(c net.Conn, kind Kind, policy Policy) {
 	}()
 	ss.log.Info("connect")
 	ss.run()
+	// A BDAT delivery left waiting for chunks that will never come is
+	// aborted, so its Backend goroutine ends and stores nothing.
+	ss.reset()
+	ss.bufs.Release()
 	ss.log.Info("disconnect")
 }
 
-// newID returns a random session id for logs and Received headers.
-func newID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return strings.ToUpper(hex.EncodeToString(b[:]))
+// refusalText words the reasons to turn a connection away.
+var refusalText = map[srvconn.Refusal]string{
+	srvconn.ShuttingDown:  "4.3.2 Service shutting down",
+	srvconn.TooMany:       "4.7.0 Too many connections, try again later",
+	srvconn.TooManyFromIP: "4.7.0 Too many connections from your address, try again later",
 }
 
 // setConn (re)builds the buffered reader and writer on c. After STARTTLS
 // this also discards whatever the old reader had buffered.
 func (ss *session) setConn(c net.Conn) {
-	ss.mu.Lock()
 	ss.conn = c
-	ss.mu.Unlock()
+	ss.guard.Set(c)
+	if ss.bufs != nil {
+		ss.bufs.Release()
+	}
 	ss.in = &deadlineReader{c: c}
-	ss.r = bufio.NewReaderSize(ss.in, readBufferSize)
-	ss.w = bufio.NewWriterSize(c, 4096)
+	ss.bufs = buffers.Get(ss.in, c)
+	ss.r, ss.w = ss.bufs.R, ss.bufs.W
 }
 
 func (ss *session) run() {
@@ -146,9 +161,9 @@ func (ss *session) run() {
 		case errors.Is(err, errQuit):
 		case errors.As(err, &r):
 			ss.send(r)
-		case ss.srv.closed.Load():
+		case ss.srv.track.Closed():
 			ss.send(errShutdown)
-		case isTimeout(err):
+		case srvconn.IsTimeout(err):
 			ss.log.Info("timeout")
 			ss.send(errTimeout)
 		case !errors.Is(err, io.EOF):
@@ -169,7 +184,7 @@ func (ss *session) step() error {
 	if err != nil {
 		return err
 	}
-	if ss.srv.closed.Load() {
+	if ss.srv.track.Closed() {
 		return errShutdown
 	}
 	cmd, perr := parseCommand(line)
@@ -186,7 +201,9 @@ func (ss *session) step() error {
 	if len(line)+2 > limit {
 		return ss.fail(errLineTooLong)
 	}
-	ss.log.Log(context.Background(), mailsec.LevelTrace, "command", "verb", cmd.verb)
+	if ss.log.Enabled(context.Background(), mailsec.LevelTrace) {
+		ss.log.Log(context.Background(), mailsec.LevelTrace, "command", "verb", cmd.verb)
+	}
 	r := ss.dispatch(cmd)
 	if r == nil {
 		return nil
@@ -235,9 +252,9 @@ func (ss *session) dispatch(cmd command) *reply {
 			return errParamSyntax
 		}
 		ss.reset()
-		return rep(250, "2.0.0", "OK")
+		return okReply
 	case "NOOP":
-		return rep(250, "2.0.0", "OK")
+		return okReply
 	case "QUIT":
 		return &reply{code: 221, enh: "2.0.0", text: ss.srv.host + " closing connection", close: true}
 	case "VRFY":
@@ -252,11 +269,16 @@ func (ss *session) dispatch(cmd command) *reply {
 	return errUnknown
 }
 
-// reset ends the mail transaction (RSET, EHLO, STARTTLS), aborting a BDAT
-// delivery in progress.
-func (ss *session) reset() {
+// reset ends the mail transaction (RSET, EHLO, STARTTLS, the end of the
+// session), aborting a BDAT delivery in progress.
+func (ss *session) reset() { ss.endTransaction(FailedTransfer) }
+
+// endTransaction ends the mail transaction; a BDAT delivery in progress is
+// aborted (the Backend stores nothing) and reported with outcome.
+func (ss *session) endTransaction(o Outcome) {
 	if ss.tx != nil && ss.tx.bdat != nil {
 		ss.tx.bdat.abort()
+		ss.observeMessage(MessageInfo{Outcome: o, Octets: ss.tx.bdat.size})
 	}
 	ss.tx = nil
 }
@@ -294,14 +316,17 @@ func (ss *session) hello(cmd command) *reply {
 }
 
 // send writes a reply. Output is flushed before the next read only when the
-// client has nothing more pipelined (RFC 2920 section 3.1 lets the server
-// batch replies), which saves a system call per command when pipelining.
+// client has nothing more pipelined (RFC 2920 section 3.2 lets the server
+// batch replies until it would block on input), so the replies to a
+// pipelined group go out in one write.
 func (ss *session) send(r *reply) {
 	if r.code == 0 {
 		return // a silent close
 	}
-	ss.log.Log(context.Background(), mailsec.LevelTrace, "reply", "code", r.code, "text", r.text)
-	ss.w.WriteString(r.line())
+	if ss.log.Enabled(context.Background(), mailsec.LevelTrace) {
+		ss.log.Log(context.Background(), mailsec.LevelTrace, "reply", "code", r.code, "text", r.text)
+	}
+	r.writeTo(ss.w)
 }
 
 // flush sends the buffered replies with a write deadline, so that a client
@@ -314,74 +339,22 @@ func (ss *session) flush() error {
 	return ss.w.Flush()
 }
 
-// readCommand reads one command line, without CRLF, within CommandTimeout.
-// The returned slice is valid until the next read.
+// readCommand reads one command line, without CRLF, within CommandTimeout
+// (srvconn.NextLine). The returned slice is valid until the next read. A
+// line over maxSASLLine octets is consumed to its end, never buffered
+// whole, and answered with errLineTooLong; one ending in a bare LF is
+// refused (RFC 5321 section 2.3.8).
 func (ss *session) readCommand() ([]byte, error) {
-	if ss.r.Buffered() == 0 {
-		if err := ss.flush(); err != nil {
-			return nil, err
-		}
-	}
-	ss.mu.Lock()
-	if ss.srv.closed.Load() {
-		ss.mu.Unlock()
-		return nil, errShutdown
-	}
-	// One deadline for the whole line: a client sending a byte a second
-	// does not extend it (slowloris).
 	ss.in.stopData()
-	ss.conn.SetReadDeadline(time.Now().Add(ss.srv.Limits.CommandTimeout))
-	ss.idle = true
-	ss.mu.Unlock()
-	line, err := ss.readLine()
-	ss.mu.Lock()
-	ss.idle = false
-	ss.mu.Unlock()
-	return line, err
-}
-
-// readLine reads a CRLF-terminated line of at most maxSASLLine octets. A
-// longer line is consumed to its end, never buffered whole, and answered
-// with errLineTooLong. A line ending in a bare LF is refused (RFC 5321
-// section 2.3.8).
-func (ss *session) readLine() ([]byte, error) {
-	line, err := ss.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) || err == nil && len(line) > maxSASLLine {
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = ss.r.ReadSlice('\n')
-		}
-		if err != nil {
-			return nil, err
-		}
+	line, err := srvconn.NextLine(ss.bufs, &ss.guard, ss.srv.track.Closed, ss.srv.Limits.CommandTimeout, maxSASLLine, ss.flush)
+	ss.r, ss.w = ss.bufs.R, ss.bufs.W
+	switch {
+	case errors.Is(err, srvconn.ErrClosed):
+		return nil, errShutdown
+	case errors.Is(err, srvconn.ErrLineTooLong):
 		return nil, errLineTooLong
-	}
-	if err != nil {
-		return nil, err
-	}
-	if len(line) < 2 || line[len(line)-2] != '\r' {
+	case errors.Is(err, srvconn.ErrBareLF):
 		return nil, errSyntaxChars
 	}
-	return line[:len(line)-2], nil
-}
-
-// kickIfIdle makes a session waiting for a command return at once, so that
-// Shutdown does not wait CommandTimeout for idle clients.
-func (ss *session) kickIfIdle() {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.idle {
-		ss.conn.SetReadDeadline(time.Unix(1, 0))
-	}
-}
-
-// closeConn closes the connection under Shutdown's deadline.
-func (ss *session) closeConn() {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ss.conn.Close()
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+	return line, err
 }

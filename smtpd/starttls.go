@@ -1,12 +1,10 @@
 package smtpd
 
 import (
-	"context"
 	"crypto/tls"
-	"strings"
-	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/srvconn"
 )
 
 // startTLS handles STARTTLS (RFC 3207).
@@ -46,21 +44,13 @@ func (ss *session) startTLS(cmd command) *reply {
 // CommandTimeout and, on success, moves the session onto it with fresh
 // buffers: nothing read before the handshake survives it.
 func (ss *session) handshake(tc *tls.Conn) bool {
-	log := mailsec.Logger(ss.srv.Logger, mailsec.FacilityTLS).With("session", ss.id)
-	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.Limits.CommandTimeout)
-	defer cancel()
-	ss.conn.SetDeadline(time.Now().Add(ss.srv.Limits.CommandTimeout))
-	if err := tc.HandshakeContext(ctx); err != nil {
-		log.Info("TLS handshake failed", "err", err)
+	st, err := srvconn.Handshake(tc, ss.conn, ss.srv.Limits.CommandTimeout,
+		mailsec.Logger(ss.srv.Logger, mailsec.FacilityTLS).With("session", ss.id))
+	if err != nil {
 		return false
 	}
-	st := tc.ConnectionState()
-	ss.tls = &st
+	ss.tls = st
+	ss.tlsTrace = receivedTLS(st)
 	ss.setConn(tc)
-	log.Info("TLS established", "version", tlsVersion(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite),
-		"resumed", st.DidResume)
 	return true
 }
-
-// tlsVersion names a TLS version as Received headers do ("TLS1.3").
-func tlsVersion(v uint16) string { return strings.ReplaceAll(tls.VersionName(v), " ", "") }

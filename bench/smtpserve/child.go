@@ -6,6 +6,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
 	"time"
 
 	"github.com/mailsec/mailsec/server"
@@ -40,8 +43,19 @@ func serveChild() int {
 	cfg.Domains = []string{"example.net"}
 	cfg.Limits.MaxMessageSize = 1 << 30
 	cfg.Limits.MaxPerIP = 1000
+	// -idle: room for that many sessions from 127.0.0.1, through the
+	// configuration as an operator would raise them.
+	sessions, _ := strconv.Atoi(os.Getenv(sessionsEnv))
+	if sessions > 0 {
+		cfg.Limits.MaxSessions = sessions + 10
+		cfg.Limits.MaxPerIP = sessions + 10
+	}
 	cfg.Listeners = []server.Listener{{Name: "mx", Kind: "mx", Address: "127.0.0.1:0", TLS: "may"}}
-	srv, err := server.Start(cfg, nil)
+	// Profile labels tell the two servers apart: goroutines inherit them.
+	var srv *server.Server
+	pprof.Do(context.Background(), pprof.Labels("server", "maildir"), func(context.Context) {
+		srv, err = server.Start(cfg, nil)
+	})
 	if err != nil {
 		return childFail(err)
 	}
@@ -50,12 +64,22 @@ func serveChild() int {
 		return childFail(err)
 	}
 	discard := &smtpd.Server{Hostname: "localhost", Domains: cfg.Domains, TLSConfig: env.TLS, Users: env.Users,
-		Backend: smtpd.Discard{}, Limits: smtpd.Limits{MaxMessageSize: 1 << 30, MaxPerIP: 1000}}
+		Backend: smtpd.Discard{}, Limits: smtpd.Limits{MaxMessageSize: 1 << 30,
+			MaxSessions: cfg.Limits.MaxSessions, MaxPerIP: cfg.Limits.MaxPerIP}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return childFail(err)
 	}
-	go discard.Serve(ln, smtpd.MX, smtpd.TLSMay)
+	go pprof.Do(context.Background(), pprof.Labels("server", "discard"), func(context.Context) {
+		discard.Serve(ln, smtpd.MX, smtpd.TLSMay)
+	})
+	if dir := os.Getenv(profileEnv); dir != "" {
+		stop, err := startProfile(dir)
+		if err != nil {
+			return childFail(err)
+		}
+		defer stop()
+	}
 	fmt.Printf("%s %s %s\n", ln.Addr(), srv.Info().Listeners[0].Addr, srv.Info().CAFile)
 	discardStdin()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -70,4 +94,35 @@ func serveChild() int {
 func childFail(err error) int {
 	fmt.Fprintln(os.Stderr, "smtpserve child:", err)
 	return 2
+}
+
+// sessionsEnv carries -idle to the child, which raises its session limits
+// to fit.
+const sessionsEnv = "MAILSEC_BENCH_SMTPSERVE_SESSIONS"
+
+// profileEnv names the directory the child writes its CPU and allocation
+// profiles to (the -profile flag).
+const profileEnv = "MAILSEC_BENCH_SMTPSERVE_PROFILE"
+
+// startProfile starts CPU profiling into dir/cpu.pprof and samples
+// allocations 128 times as often as by default (one per 4 KiB); stop
+// writes dir/allocs.pprof.
+func startProfile(dir string) (stop func(), err error) {
+	f, err := os.Create(filepath.Join(dir, "cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	runtime.MemProfileRate = 4096
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		runtime.GC() // the profile shows the allocations up to the last GC
+		if h, err := os.Create(filepath.Join(dir, "allocs.pprof")); err == nil {
+			pprof.Lookup("allocs").WriteTo(h, 0)
+			h.Close()
+		}
+	}, nil
 }

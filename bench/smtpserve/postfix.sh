@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Runs bench/smtpserve with a private Postfix added to the comparison: a
 # Postfix instance of its own (config_directory and queue_directory in a
-# temporary directory, smtpd with STARTTLS on 127.0.0.1:${SMTPSERVE_POSTFIX_PORT:-12027},
+# temporary directory, smtpd with STARTTLS on 127.0.0.1:${SMTPSERVE_POSTFIX_PORT:-15027},
 # delivering sink@example.net into a Maildir with the virtual agent), then
 # `go run ./bench/smtpserve -postfix ... "$@"`, then stops that instance.
 # Needs root (Postfix starts as root) and the postfix and openssl packages;
 # it never touches another Postfix instance.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
-PORT=${SMTPSERVE_POSTFIX_PORT:-12027}
+PORT=${SMTPSERVE_POSTFIX_PORT:-15027}
 D=$(mktemp -d /tmp/smtpserve-postfix.XXXXXX)
 chmod 755 "$D"
 etc=$D/etc

@@ -2,8 +2,9 @@
 // servers have in common: session admission with global and per-IP limits
 // and graceful shutdown (Tracker), the accept loop (Serve), reading a
 // bounded CRLF-terminated line (ReadLine), the TLS handshake of STARTTLS
-// and implicit TLS (Handshake) and small helpers. pop3d is
-// built on it; smtpd's own copies of the same logic can move onto it.
+// and implicit TLS (Handshake), buffers lent only while a session works
+// (Pool, Buffers), the connection handle Shutdown kicks and closes
+// (Guard) and small helpers. smtpd and pop3d are built on it.
 package srvconn
 
 import (
@@ -128,8 +129,10 @@ func (t *Tracker[S]) Serve(ln net.Listener, handle func(net.Conn)) error {
 
 // Shutdown closes the listeners, calls kick for every session (to end the
 // idle ones at once) and waits for the sessions to end. When ctx ends
-// first it calls abort for each remaining session, waits for them and
-// returns ctx's error. Shutdown may be called more than once.
+// first it calls abort for each remaining session, waits for them (at most
+// AbortWait: an aborted session only has to notice its closed connection
+// and clean up) and returns ctx's error. Shutdown may be called more than
+// once.
 func (t *Tracker[S]) Shutdown(ctx context.Context, kick, abort func(S)) error {
 	t.mu.Lock()
 	if !t.closed.Load() {
@@ -154,10 +157,17 @@ func (t *Tracker[S]) Shutdown(ctx context.Context, kick, abort func(S)) error {
 			abort(s)
 		}
 		t.mu.Unlock()
-		<-t.done
+		select {
+		case <-t.done:
+		case <-time.After(AbortWait):
+		}
 		return ctx.Err()
 	}
 }
+
+// AbortWait bounds how long Shutdown waits for the sessions it aborted, so
+// that a session stuck in a Backend cannot hold up the process's exit.
+const AbortWait = 5 * time.Second
 
 // Errors of ReadLine.
 var (

@@ -59,3 +59,31 @@ func TestTrackerLimits(t *testing.T) {
 		t.Fatal(r)
 	}
 }
+
+// A waiting session holds no pooled buffer; what Wait read comes out of
+// the reader first, and replies written before are flushed to dst.
+func TestBuffersWait(t *testing.T) {
+	pool := NewPool(64, 32)
+	src := strings.NewReader("EHLO x\r\nMAIL FROM:<a@b>\r\n")
+	var dst strings.Builder
+	b := pool.Get(src, &dst)
+	b.W.WriteString("220 hi\r\n")
+	if err := b.W.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"EHLO x", "MAIL FROM:<a@b>"} {
+		if got, err := ReadLine(b.R, 100); string(got) != want || err != nil {
+			t.Fatalf("got %q %v, want %q", got, err, want)
+		}
+	}
+	if err := b.Wait(); err != io.EOF || b.R == nil || b.W == nil {
+		t.Fatalf("at the end Wait gave %v, buffers %v %v", err, b.R, b.W)
+	}
+	b.Release()
+	if b.R != nil || dst.String() != "220 hi\r\n" {
+		t.Fatalf("after Release: %v, wrote %q", b.R, dst.String())
+	}
+}
