@@ -2,6 +2,7 @@ package account
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -172,6 +173,7 @@ func TestBadFiles(t *testing.T) {
 		{"account a\nproxy localhost:1080\n", "t:2: proxy \"localhost:1080\" is not a URL"},
 		{"account a\nproxy_port 1080\n", "has proxy_port but no proxy_host"},
 		{"defaults x\n", "t:1: \"defaults\" takes no value"},
+		{doubling(20), "inherits more than 10000 settings"},
 		{"account a\nuser " + strings.Repeat("x", maxLine) + "\n", "t:2: bufio.Scanner: token too long"},
 	} {
 		f, err := parse("t", strings.NewReader(c.text))
@@ -264,4 +266,15 @@ func TestFind(t *testing.T) {
 	if p := Paths()[0]; p != filepath.Join(home, ".config", "mailsec", "config") {
 		t.Errorf("relative XDG_CONFIG_HOME: %s", p)
 	}
+}
+
+// doubling is a file whose every account inherits its predecessor twice.
+func doubling(n int) string {
+	var b strings.Builder
+	b.WriteString("account a0\nhost h\n")
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&b, "account a%d : a%d, a%d\n", i, i-1, i-1)
+	}
+	b.WriteString("account a : a0\n")
+	return b.String()
 }

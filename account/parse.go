@@ -12,6 +12,9 @@ import (
 // maxLine bounds one line of the file; no setting is anywhere near it.
 const maxLine = 64 << 10
 
+// maxSettings bounds the settings one account gathers by inheritance.
+const maxSettings = 10000
+
 // setting is one "key value" line as written.
 type setting struct {
 	key, value string
@@ -114,6 +117,11 @@ func (f *File) startAccount(value, at string, defaults []setting) (*section, err
 				return nil, configErr(at, "account %q inherits from %q, which is not defined before it", name, p)
 			}
 			s.settings = append(s.settings, ps.settings...)
+			// Each parent's settings are copied, so "b : a, a" doubles
+			// them: without a bound a 1 MiB file could ask for 2^n.
+			if len(s.settings) > maxSettings {
+				return nil, configErr(at, "account %q inherits more than %d settings", name, maxSettings)
+			}
 		}
 	}
 	f.accounts[name] = s
