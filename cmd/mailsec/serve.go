@@ -135,6 +135,7 @@ func printBanner(w io.Writer, in server.Info) {
 		fmt.Fprintf(w, "  swaks --server %s --tls --tls-ca-path %s --to alice@localhost   (MX: no AUTH)\n", a, ca)
 	}
 	if a := first["pop3s"]; a != "" {
+		fmt.Fprintf(w, "  MAILSEC_PASSWORD=... mailsec fetch --server %s --tls implicit --ca-file %s --user alice --maildir ./inbox\n", a, ca)
 		fmt.Fprintf(w, "  curl --url pop3s://%s/1 --cacert %s --user alice   (POP3S: retrieve message 1)\n", a, ca)
 	}
 	if a := first["pop3"]; a != "" {
