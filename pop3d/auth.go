@@ -154,7 +154,10 @@ func (ss *session) authFailed(mech string, err error) *reply {
 	if o := ss.srv.Observer; o != nil {
 		o.Auth(ss.info(), mech, false)
 	}
-	time.Sleep(ss.srv.Limits.authDelay(ss.authFail))
+	// The delay grows with the failures of the client's address, not only
+	// of this session: a guesser gains nothing from parallel sessions or
+	// reconnecting.
+	time.Sleep(ss.srv.Limits.authDelay(max(ss.authFail, ss.srv.fails.Add(ss.ip))))
 	if ss.authFail >= ss.srv.Limits.MaxAuthFailures {
 		return closeReply("AUTH", "Too many failed logins, closing")
 	}

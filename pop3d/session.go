@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -342,9 +343,14 @@ func (ss *session) retr(cmd command) *reply {
 	switch {
 	case cmd.verb == "RETR" && len(cmd.args) == 1:
 	case cmd.verb == "TOP" && len(cmd.args) == 2:
-		v, err := strconv.Atoi(cmd.args[1])
-		if err != nil || v < 0 || cmd.args[1][0] == '+' {
-			return errSyntax
+		arg := cmd.args[1]
+		if strings.Trim(arg, "0123456789") != "" {
+			return errSyntax // RFC 1939 section 7: a non-negative number, no sign
+		}
+		// A count beyond int is valid and simply asks for every line.
+		v, err := strconv.Atoi(arg)
+		if err != nil {
+			v = math.MaxInt
 		}
 		lines = v
 	default:

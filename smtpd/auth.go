@@ -100,13 +100,16 @@ func (ss *session) authenticated(user, mech string) *reply {
 }
 
 // authFailed slows down and eventually disconnects a client guessing
-// passwords: each failure waits longer before the 535, and after
-// MaxAuthFailures the session ends with 421.
+// passwords: each failure from its address waits longer before the 535,
+// and after MaxAuthFailures in the session it ends with 421.
 func (ss *session) authFailed(mech string, err error) *reply {
 	ss.authFail++
 	ss.log.Warn("authentication failed", "mechanism", mech, "err", err, "failures", ss.authFail)
 	ss.observeAuth(mech, false)
-	time.Sleep(ss.srv.Limits.authDelay(ss.authFail))
+	// The delay grows with the failures of the client's address, not only
+	// of this session: a guesser gains nothing from parallel sessions or
+	// reconnecting.
+	time.Sleep(ss.srv.Limits.authDelay(max(ss.authFail, ss.srv.fails.Add(ss.ip))))
 	if ss.authFail >= ss.srv.Limits.MaxAuthFailures {
 		return &reply{code: 421, enh: "4.7.0", text: "Too many failed authentication attempts, closing", close: true}
 	}

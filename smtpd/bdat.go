@@ -63,10 +63,14 @@ func (ss *session) bdat(cmd command) *reply {
 			t.result <- err
 		}()
 	}
-	if t.size += size; t.size > ss.srv.Limits.MaxMessageSize {
+	// Compared before adding: a huge size would overflow the sum into a
+	// negative number and pass, letting the chunk stream to disk unbounded
+	// (RFC 1870 section 6).
+	if size > ss.srv.Limits.MaxMessageSize-t.size {
 		ss.endTransaction(RefusedSize)
 		return ss.skip(size, errTooBig)
 	}
+	t.size += size
 	w := &chunkWriter{t: t}
 	if _, err := io.CopyN(w, ss.r, size); err != nil {
 		ss.reset()
@@ -204,8 +208,8 @@ func (w *chunkWriter) Write(p []byte) (int, error) {
 
 // lineChecker applies DATA's line rules to BDAT content, whose chunk
 // boundaries can fall anywhere: no bare CR or LF (RFC 5321 section 2.3.8;
-// BINARYMIME is not offered) and no line over 1000 octets (section
-// 4.5.3.1.6).
+// BINARYMIME is not offered), no NUL (RFC 5322 section 2.1) and no line
+// over 1000 octets (section 4.5.3.1.6).
 type lineChecker struct {
 	prevCR  bool
 	lineLen int
@@ -219,6 +223,10 @@ func (c *lineChecker) refuse(r *reply) {
 }
 
 func (c *lineChecker) check(p []byte) {
+	if bytes.IndexByte(p, 0) >= 0 {
+		c.refuse(errNUL) // as in DATA; BINARYMIME (RFC 3030 section 3) is not offered
+		return
+	}
 	for len(p) > 0 && c.refusal == nil {
 		if c.prevCR {
 			if p[0] != '\n' {

@@ -17,7 +17,10 @@ const maxTextLine = 1000
 // marker, which is only ever CRLF "." CRLF. A "." line after a bare LF, or
 // ".\n", does not end the data: that difference between servers is what
 // SMTP smuggling (CVE-2023-51764 and kin) exploits, and here the message
-// with a bare LF or CR is refused whole instead (section 2.3.8).
+// with a bare LF or CR is refused whole instead (section 2.3.8). So is one
+// with a NUL: no message may hold one (RFC 5322 section 2.1; RFC 2045
+// section 2.8 for 8BITMIME), and a receiver that drops NULs would see
+// CRLF NUL "." CRLF as the end of the data.
 //
 // A message that breaks a rule (bare CR/LF, line over 1000 octets, more than
 // the size limit) is read to its end all the same, so the session stays in
@@ -100,8 +103,10 @@ func (d *dataReader) run(p []byte) int {
 		pos += i + 1
 		lines++
 	}
-	// One CR per line, the one before its LF: no bare CR anywhere.
-	if pos == 0 || d.n+int64(pos) > d.max || bytes.Count(buf[:pos], []byte{'\r'}) != lines {
+	// One CR per line, the one before its LF: no bare CR anywhere; and no
+	// NUL, which next refuses.
+	if pos == 0 || d.n+int64(pos) > d.max || bytes.Count(buf[:pos], []byte{'\r'}) != lines ||
+		bytes.IndexByte(buf[:pos], 0) >= 0 {
 		return 0
 	}
 	copy(p, buf[:pos])
@@ -166,6 +171,9 @@ func (d *dataReader) next() {
 	}
 	if i := bytes.IndexByte(piece, '\r'); i >= 0 && i != allowedCR {
 		d.refuse(errBareLF)
+	}
+	if bytes.IndexByte(piece, 0) >= 0 {
+		d.refuse(errNUL)
 	}
 	if whole {
 		crlf := last >= 1 && piece[last-1] == '\r' || last == 0 && prevCR

@@ -28,28 +28,35 @@ func TestBareLFSmuggling(t *testing.T) {
 		"bare CR":    "\r\n.\rX\r\n",
 		"bare LF in": "\r\nab\ncd\r\n",
 	} {
-		t.Run(name, func(t *testing.T) {
-			e := startServer(t, nil)
-			c := mxTransaction(e)
-			c.cmd("DATA", 354)
-			c.send("Subject: first\r\n\r\nbody" + fake +
-				"MAIL FROM:<evil@y.test>\r\nRCPT TO:<bob@localhost>\r\nDATA\r\nSubject: smuggled\r\n\r\n.\r\n")
-			if txt := c.expect(554); !strings.Contains(txt, "bare LF") {
-				t.Errorf("reply %q", txt)
-			}
-			// The session is in step: the next reply answers our NOOP,
-			// not a smuggled command.
-			c.cmd("NOOP", 250)
-			if m := e.newMail("alice"); len(m) != 0 {
-				t.Errorf("alice got %d messages", len(m))
-			}
-			if m := e.newMail("bob"); len(m) != 0 {
-				t.Errorf("smuggled message delivered to bob: %q", m)
-			}
-			if n := e.tmpFiles("alice"); n != 0 {
-				t.Errorf("%d files left in tmp/", n)
-			}
-		})
+		t.Run(name, func(t *testing.T) { refusesSmuggling(t, fake, "bare LF") })
+	}
+}
+
+// refusesSmuggling sends a message with fake, an end-of-data look-alike,
+// followed by a smuggled transaction for bob and a real end marker. The
+// message must be refused with a reply containing want, nothing stored,
+// and the smuggled commands never run.
+func refusesSmuggling(t *testing.T, fake, want string) {
+	t.Helper()
+	e := startServer(t, nil)
+	c := mxTransaction(e)
+	c.cmd("DATA", 354)
+	c.send("Subject: first\r\n\r\nbody" + fake +
+		"MAIL FROM:<evil@y.test>\r\nRCPT TO:<bob@localhost>\r\nDATA\r\nSubject: smuggled\r\n\r\n.\r\n")
+	if txt := c.expect(554); !strings.Contains(txt, want) {
+		t.Errorf("reply %q", txt)
+	}
+	// The session is in step: the next reply answers our NOOP,
+	// not a smuggled command.
+	c.cmd("NOOP", 250)
+	if m := e.newMail("alice"); len(m) != 0 {
+		t.Errorf("alice got %d messages", len(m))
+	}
+	if m := e.newMail("bob"); len(m) != 0 {
+		t.Errorf("smuggled message delivered to bob: %q", m)
+	}
+	if n := e.tmpFiles("alice"); n != 0 {
+		t.Errorf("%d files left in tmp/", n)
 	}
 }
 

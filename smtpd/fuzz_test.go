@@ -47,10 +47,10 @@ func FuzzSMTPCommand(f *testing.F) {
 
 // FuzzDATAReader feeds arbitrary bytes to the DATA reader: it must not
 // panic, must end at the first proper CRLF.CRLF and never anywhere else,
-// and must refuse every message with a bare CR or LF.
+// and must refuse every message with a bare CR or LF or a NUL.
 func FuzzDATAReader(f *testing.F) {
 	for _, s := range []string{"a\r\n.\r\n", "..x\r\n.\r\n", "a\n.\nb\r\n.\r\n", "a\r\n.\nMAIL\r\n.\r\n",
-		".\r\n", "x\ry\r\n.\r\n", strings.Repeat("z", 1100) + "\r\n.\r\n"} {
+		".\r\n", "x\ry\r\n.\r\n", strings.Repeat("z", 1100) + "\r\n.\r\n", "a\r\n\x00.\r\nb\r\n.\r\n"} {
 		f.Add([]byte(s), uint16(64))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, limit uint16) {
@@ -74,7 +74,8 @@ func FuzzDATAReader(f *testing.F) {
 		body := in[:end-3]
 		var r *reply
 		bad := bytes.Contains(bytes.ReplaceAll(body, []byte("\r\n"), nil), []byte("\n")) ||
-			bytes.Contains(bytes.ReplaceAll(body, []byte("\r\n"), nil), []byte("\r"))
+			bytes.Contains(bytes.ReplaceAll(body, []byte("\r\n"), nil), []byte("\r")) ||
+			bytes.IndexByte(body, 0) >= 0
 		switch {
 		case err == nil:
 			if bad {
@@ -99,7 +100,7 @@ func FuzzDATAReader(f *testing.F) {
 // the same octets, end in the same way and stop at the same place.
 func FuzzDATAReaderBulk(f *testing.F) {
 	for _, s := range []string{"a\r\nb\r\n.\r\n", "ab\r\n..x\r\ncd\r\n.\r\n", "a\r\nb\nc\r\n.\r\n", "a\r\nb\rc\r\n.\r\n",
-		"x\r\n" + strings.Repeat("z", 1000) + "\r\n.\r\n", "x\r\n" + strings.Repeat("z", 997) + "\r\ny\r\n.\r\n", "a\r\nb\r"} {
+		"x\r\n" + strings.Repeat("z", 1000) + "\r\n.\r\n", "x\r\n" + strings.Repeat("z", 997) + "\r\ny\r\n.\r\n", "a\r\nb\r", "a\r\nb\x00c\r\nd\r\n.\r\n"} {
 		f.Add([]byte(s), uint16(64), uint16(512))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, limit, bufSize uint16) {

@@ -34,8 +34,10 @@ type Limits struct {
 	// session is closed with 421. 0 means 3.
 	MaxAuthFailures int
 	// AuthFailureDelay is the pause before the reply to the first failed
-	// AUTH; it doubles with every further failure (at most 32 times it) to
-	// slow down password guessing. 0 means 1 second; negative means none.
+	// AUTH; it doubles with every further failure from the same client
+	// address within srvconn.FailureWindow, whatever the session (at most
+	// 32 times it), to slow down password guessing. 0 means 1 second;
+	// negative means none.
 	AuthFailureDelay time.Duration
 }
 

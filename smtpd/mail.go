@@ -49,11 +49,11 @@ func (ss *session) mailParams(tx *transaction, params []param) *reply {
 		seen[pm.key] = true
 		switch pm.key {
 		case "SIZE": // RFC 1870 section 6
-			n, err := strconv.ParseInt(pm.value, 10, 64)
-			if err != nil || n < 0 || !isDigits(pm.value) {
+			if !isDigits(pm.value) || len(pm.value) > 20 { // size-value = 1*20DIGIT
 				return errParamSyntax
 			}
-			if n > ss.srv.Limits.MaxMessageSize {
+			// A value beyond 64 bits is valid syntax and simply too big.
+			if n, err := strconv.ParseInt(pm.value, 10, 64); err != nil || n > ss.srv.Limits.MaxMessageSize {
 				return errTooBig
 			}
 		case "BODY": // RFC 6152; BINARYMIME (RFC 3030) is not offered

@@ -83,7 +83,7 @@ func refusalOutcome(r *reply) Outcome {
 	switch r {
 	case errTooBig:
 		return RefusedSize
-	case errBareLF, errLongTextLine:
+	case errBareLF, errNUL, errLongTextLine:
 		return RefusedContent
 	}
 	return FailedTransfer

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"net/netip"
 	"strings"
 )
 
@@ -185,15 +186,8 @@ func validDomain(s string) bool {
 		return false
 	}
 	if s[0] == '[' {
-		if s[len(s)-1] != ']' {
-			return false
-		}
-		for i := 1; i < len(s)-1; i++ {
-			if c := s[i]; c < '!' || c > '~' || c == '[' || c == ']' || c == '\\' {
-				return false
-			}
-		}
-		return len(s) > 2
+		valid, _ := addressLiteralKind(s)
+		return valid
 	}
 	for rest := s; ; {
 		label, more, dot := strings.Cut(rest, ".")
@@ -213,6 +207,35 @@ func validDomain(s string) bool {
 	}
 }
 
+// addressLiteralKind checks an address literal by RFC 5321 section 4.1.3:
+// "[" IPv4 "]", "[IPv6:" IPv6 "]", or "[" tag ":" dcontent "]" (the
+// General-address-literal); ip reports one of the first two.
+func addressLiteralKind(s string) (valid, ip bool) {
+	if len(s) < 3 || s[0] != '[' || s[len(s)-1] != ']' {
+		return false, false
+	}
+	inner := s[1 : len(s)-1]
+	tag, rest, general := strings.Cut(inner, ":")
+	if !general {
+		a, err := netip.ParseAddr(inner)
+		return err == nil && a.Is4(), true
+	}
+	if strings.EqualFold(tag, "IPv6") {
+		a, err := netip.ParseAddr(rest)
+		return err == nil && a.Is6() && a.Zone() == "", true
+	}
+	// Standardized-tag is an Ldh-str; dcontent is %d33-90 / %d94-126.
+	if tag == "" || rest == "" || !validKeyword(tag) || tag[len(tag)-1] == '-' {
+		return false, false
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; c < '!' || c > '~' || c == '[' || c == ']' || c == '\\' {
+			return false, false
+		}
+	}
+	return true, false
+}
+
 // validKeyword checks an esmtp-keyword: ALPHA / DIGIT then ALPHA / DIGIT / "-".
 func validKeyword(k string) bool {
 	if k == "" || k[0] == '-' {
@@ -227,10 +250,20 @@ func validKeyword(k string) bool {
 	return true
 }
 
-// validHelo checks an EHLO/HELO argument: a domain or an address literal.
-// It ends up in Received headers, so nothing else is let through.
+// validHelo checks an EHLO/HELO argument: a domain or an IP address
+// literal (RFC 5321 section 4.1.1.1). It ends up in Received headers, so
+// nothing else is let through, not even a General-address-literal, whose
+// dcontent may hold ";", "(" or ")" that would change how the header
+// parses (section 4.4).
 func validHelo(s string) bool {
-	return s != "" && len(s) <= 255 && strings.IndexByte(s, ' ') < 0 && validDomain(s) && isASCII(s)
+	if s == "" || len(s) > 255 || !isASCII(s) {
+		return false
+	}
+	if s[0] == '[' {
+		valid, ip := addressLiteralKind(s)
+		return valid && ip
+	}
+	return validDomain(s)
 }
 
 func isASCII(s string) bool {

@@ -65,6 +65,7 @@ var (
 	errTimeout      = &reply{code: 421, enh: "4.4.2", text: "Timeout, closing transmission channel", close: true}
 	errTooBig       = rep(552, "5.3.4", "Message size exceeds fixed maximum message size")
 	errBareLF       = rep(554, "5.6.0", "Message rejected: bare LF or CR not allowed (RFC 5321 section 2.3.8)")
+	errNUL          = rep(554, "5.6.0", "Message rejected: NUL octet not allowed (RFC 5322 section 2.1)")
 	errLongTextLine = rep(554, "5.6.0", "Message rejected: line longer than 1000 octets (RFC 5321 section 4.5.3.1.6)")
 	errStoreFailed  = rep(451, "4.3.0", "Local error in processing, try again later")
 	errParamSyntax  = rep(501, "5.5.4", "Syntax error in parameters")

@@ -117,6 +117,7 @@ type Server struct {
 	log   *slog.Logger
 	host  string
 	track srvconn.Tracker[*session]
+	fails srvconn.Failures // failed logins per client address
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -46,7 +47,18 @@ func newPasswordHash(password string, p Argon2Params) (passwordHash, error) {
 	return passwordHash{p: p, salt: salt, key: argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, keyLen)}, nil
 }
 
+// hashing bounds the password verifications running at once. Each takes
+// the hash's memory parameter (64 MiB by default) for its duration, and
+// AUTH is open to anyone who completes a TLS handshake: without a bound, a
+// few hundred concurrent guesses would take gigabytes and get the server
+// killed. Beyond the bound a login waits its turn, which also keeps the
+// CPU for the sessions that have work. Argon2 runs its lanes in parallel,
+// so more verifications at once than cores gain nothing.
+var hashing = make(chan struct{}, max(1, min(runtime.GOMAXPROCS(0), 4)))
+
 func (h passwordHash) verify(password string) bool {
+	hashing <- struct{}{}
+	defer func() { <-hashing }()
 	k := argon2.IDKey([]byte(password), h.salt, h.p.Time, h.p.Memory, h.p.Threads, uint32(len(h.key)))
 	return constantTimeEqual(k, h.key)
 }

@@ -3,7 +3,10 @@ package userdb
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -86,5 +89,52 @@ func TestCorruptFileRefused(t *testing.T) {
 	os.WriteFile(path, []byte("alice $argon2id$v=19$m=99999999,t=1,p=1$AAAA$AAAA scram-sha-256$4096$AA$AA$AA\n"), 0o600)
 	if _, err := Open(path, cheap); err == nil {
 		t.Error("absurd argon2 cost accepted")
+	}
+}
+
+// Concurrent logins take at most a few hashes' memory at once: 32 guesses
+// in parallel against 8 MiB hashes would hold 256 MiB unbounded.
+func TestConcurrentVerificationsBounded(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "users"), &Options{Argon2: Argon2Params{Time: 1, Memory: 8 << 10, Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Add("alice", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var m runtime.MemStats
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db.CheckPassword("alice", "guess")
+		}()
+	}
+	wg.Wait()
+	close(done)
+	<-sampled
+	if grew := int64(peak.Load()) - int64(base.HeapInuse); grew > 128<<20 {
+		t.Errorf("heap grew by %d MiB during 32 concurrent verifications", grew>>20)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -85,5 +86,25 @@ func TestBuffersWait(t *testing.T) {
 	b.Release()
 	if b.R != nil || dst.String() != "220 hi\r\n" {
 		t.Fatalf("after Release: %v, wrote %q", b.R, dst.String())
+	}
+}
+
+// Failures count per address and forget under a flood of addresses.
+func TestFailures(t *testing.T) {
+	var f Failures
+	if n := f.Add("a"); n != 1 {
+		t.Fatal(n)
+	}
+	if n := f.Add("a"); n != 2 {
+		t.Fatal(n)
+	}
+	if n := f.Add("b"); n != 1 {
+		t.Fatal(n)
+	}
+	for i := 0; i < maxFailureIPs; i++ {
+		f.Add(strconv.Itoa(i))
+	}
+	if len(f.m) > maxFailureIPs {
+		t.Fatalf("%d addresses remembered", len(f.m))
 	}
 }
