@@ -29,8 +29,10 @@ type failure struct {
 }
 
 // Add records a failed login from ip and returns the number of failures
-// from ip within FailureWindow, this one included.
+// from ip (its /64 for IPv6, see clientKey) within FailureWindow, this one
+// included.
 func (f *Failures) Add(ip string) int {
+	ip = clientKey(ip)
 	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()

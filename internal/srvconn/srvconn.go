@@ -16,6 +16,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -65,6 +66,7 @@ func (t *Tracker[S]) Closed() bool { return t.closed.Load() }
 
 // Admit registers session s from ip, or says why not.
 func (t *Tracker[S]) Admit(s S, ip string) Refusal {
+	ip = clientKey(ip)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
@@ -220,6 +222,22 @@ func HostIP(a net.Addr) string {
 		return a.String()
 	}
 	return h
+}
+
+// clientKey is what the per-client limits count by: the address for IPv4,
+// its /64 for IPv6, since a single client commonly gets a whole /64
+// (RFC 6177 section 1) and could otherwise rotate through it to slip past
+// every limit.
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 // NewID returns a random session id for logs and trace headers.

@@ -108,3 +108,34 @@ func TestFailures(t *testing.T) {
 		t.Fatalf("%d addresses remembered", len(f.m))
 	}
 }
+
+// One IPv6 client usually holds a /64: the per-client limits and the
+// failed-login count treat the /64 as one client, IPv4 addresses one by
+// one.
+func TestClientKeyIPv6Prefix(t *testing.T) {
+	var tr Tracker[int]
+	tr.Init(10, 1)
+	if r := tr.Admit(1, "2001:db8:1:2::1"); r != Admitted {
+		t.Fatal(r)
+	}
+	if r := tr.Admit(2, "2001:db8:1:2:ffff::9"); r != TooManyFromIP {
+		t.Fatalf("a second address of the same /64: %v, want TooManyFromIP", r)
+	}
+	if r := tr.Admit(3, "2001:db8:1:3::1"); r != Admitted {
+		t.Fatalf("another /64: %v", r)
+	}
+	if r := tr.Admit(4, "192.0.2.1"); r != Admitted {
+		t.Fatal(r)
+	}
+	if r := tr.Admit(5, "192.0.2.2"); r != Admitted {
+		t.Fatalf("another IPv4 address: %v", r)
+	}
+	var f Failures
+	f.Add("2001:db8:1:2::1")
+	if n := f.Add("2001:db8:1:2::2"); n != 2 {
+		t.Fatalf("failures from one /64 counted %d, want 2", n)
+	}
+	if n := f.Add("::ffff:192.0.2.1"); n != 1 {
+		t.Fatalf("an IPv4-mapped address counted %d, want 1", n)
+	}
+}
