@@ -130,7 +130,12 @@ func (c *Client) APOP(ctx context.Context, user, password string) error {
 	return nil
 }
 
-// apopStamp finds the msg-id timestamp "<...@...>" in a greeting.
+// apopStamp finds the msg-id timestamp "<...@...>" in a greeting. RFC 1939
+// section 7 makes it a msg-id (RFC 822 section 6.1), so anything but one
+// "@" between non-empty runs of printable ASCII is refused: a server free
+// to choose arbitrary octets there can use MD5 collisions to learn the
+// password a few characters per login (Leurent, "Message Freedom in MD4
+// and MD5 Collisions", 2007).
 func apopStamp(greeting string) string {
 	start := strings.IndexByte(greeting, '<')
 	if start < 0 {
@@ -141,10 +146,25 @@ func apopStamp(greeting string) string {
 		return ""
 	}
 	stamp := greeting[start : start+end+1]
-	if !strings.Contains(stamp, "@") {
+	local, domain, ok := strings.Cut(stamp[1:len(stamp)-1], "@")
+	if !ok || !msgIDText(local) || !msgIDText(domain) {
 		return ""
 	}
 	return stamp
+}
+
+// msgIDText reports whether s is a non-empty run of printable ASCII with
+// none of the msg-id delimiters "<", ">" and "@".
+func msgIDText(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' || s[i] == '<' || s[i] == '>' || s[i] == '@' {
+			return false
+		}
+	}
+	return true
 }
 
 // Login is the security driver of the POP3 logins: USER/PASS, APOP, or

@@ -52,10 +52,11 @@ func (c *Client) Stat(ctx context.Context) (count int, size int64, err error) {
 // List returns the number and size of every message (LIST).
 func (c *Client) List(ctx context.Context) ([]MsgInfo, error) {
 	var out []MsgInfo
-	err := c.listing(ctx, "LIST", func(num int, arg string) error {
-		size, err := strconv.ParseInt(arg, 10, 64)
+	// RFC 1939 section 5 lets a scan listing carry more after the size.
+	err := c.listing(ctx, "LIST", func(num int, args []string) error {
+		size, err := strconv.ParseInt(args[0], 10, 64)
 		if err != nil || size < 0 {
-			return mailsec.Errorf(mailsec.Protocol, "LIST", nil, "malformed message size %q", clip(arg))
+			return mailsec.Errorf(mailsec.Protocol, "LIST", nil, "malformed message size %q", clip(args[0]))
 		}
 		out = append(out, MsgInfo{Num: num, Size: size})
 		return nil
@@ -67,14 +68,27 @@ func (c *Client) List(ctx context.Context) ([]MsgInfo, error) {
 // answers -ERR, which comes back as a POPServer error.
 func (c *Client) Uidl(ctx context.Context) ([]UID, error) {
 	var out []UID
-	err := c.listing(ctx, "UIDL", func(num int, arg string) error {
-		if !validUID(arg) {
-			return mailsec.Errorf(mailsec.Protocol, "UIDL", nil, "invalid unique id %q", clip(arg))
+	seen := map[string]bool{}
+	err := c.listing(ctx, "UIDL", func(num int, args []string) error {
+		// RFC 1939 section 7: "No information follows the unique-id",
+		// and the id identifies one message in the maildrop. An id shared
+		// by two messages would let the second pass for already fetched
+		// (and be deleted unread with --delete), so the listing is refused.
+		uid := strings.Join(args, " ")
+		if len(args) != 1 || !validUID(uid) {
+			return mailsec.Errorf(mailsec.Protocol, "UIDL", nil, "invalid unique id %q", clip(uid))
 		}
-		out = append(out, UID{Num: num, UID: arg})
+		if seen[uid] {
+			return mailsec.Errorf(mailsec.Protocol, "UIDL", nil, "unique id %q given to two messages", clip(uid))
+		}
+		seen[uid] = true
+		out = append(out, UID{Num: num, UID: uid})
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // validUID checks RFC 1939 section 7: one to 70 characters in 0x21-0x7E.
@@ -92,8 +106,10 @@ func validUID(s string) bool {
 	return true
 }
 
-// listing runs LIST or UIDL and hands each "num arg" line to each.
-func (c *Client) listing(ctx context.Context, op string, each func(num int, arg string) error) error {
+// listing runs LIST or UIDL and hands each "num arg..." line to each, with
+// at least one argument. A message number listed twice is refused: each
+// line describes a distinct message (RFC 1939 sections 5 and 7).
+func (c *Client) listing(ctx context.Context, op string, each func(num int, args []string) error) error {
 	rep, err := c.cmd(ctx, op, op)
 	if err != nil {
 		return err
@@ -102,6 +118,7 @@ func (c *Client) listing(ctx context.Context, op string, each func(num int, arg 
 		return rep.err(op)
 	}
 	var perr error
+	nums := map[int]bool{}
 	err = c.multi(ctx, op, maxListLines, func(l string) error {
 		if perr != nil {
 			return nil
@@ -111,11 +128,12 @@ func (c *Client) listing(ctx context.Context, op string, each func(num int, arg 
 		if len(f) >= 2 {
 			num, _ = strconv.Atoi(f[0])
 		}
-		if num <= 0 {
+		if num <= 0 || nums[num] {
 			perr = mailsec.Errorf(mailsec.Protocol, op, nil, "malformed %s line %q", op, clip(l))
 			return nil
 		}
-		perr = each(num, f[1])
+		nums[num] = true
+		perr = each(num, f[1:])
 		return nil
 	})
 	if err != nil {

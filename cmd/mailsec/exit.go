@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wire"
 )
 
 // Exit codes from sysexits.h.
@@ -42,6 +44,10 @@ func exitCode(err error) int {
 			return exitTempFail
 		case r.Code == 535 || r.Code == 534 || r.Code == 538 || r.Code == 530 || r.RespCode == "AUTH":
 			return exitNoPerm
+		case r.Code == 0 && popLogin(err):
+			// Many POP3 servers refuse a login with a bare -ERR, without
+			// the [AUTH] code of RFC 3206; it is still a refused login.
+			return exitNoPerm
 		case r.Code >= 500:
 			return exitUnavailable
 		}
@@ -70,8 +76,20 @@ func exitCode(err error) int {
 	return exitSoftware
 }
 
-// report prints err for a human on stderr and returns the exit code.
+// popLogin reports whether err answers a POP3 login command: USER, PASS,
+// APOP or AUTH (RFC 1939 section 7, RFC 5034).
+func popLogin(err error) bool {
+	var me *mailsec.Error
+	if !errors.As(err, &me) {
+		return false
+	}
+	cmd, _, _ := strings.Cut(me.Op, " ")
+	return cmd == "USER" || cmd == "PASS" || cmd == "APOP" || cmd == "AUTH"
+}
+
+// report prints err for a human on stderr and returns the exit code. The
+// message may quote a server's reply, so control characters are escaped.
 func report(err error) int {
-	fmt.Fprintln(os.Stderr, "mailsec:", err)
+	fmt.Fprintln(os.Stderr, "mailsec:", wire.Printable(err.Error()))
 	return exitCode(err)
 }

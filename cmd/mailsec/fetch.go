@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wire"
 	"github.com/mailsec/mailsec/mailbox"
 	"github.com/mailsec/mailsec/pop3"
 )
@@ -175,7 +176,9 @@ func runFetch(ctx context.Context, cf *connFlags, spec *fetchSpec, res *fetchRes
 
 	var todo, seen []int
 	var total int64
+	sizeOf := make(map[int]int64, len(list))
 	for _, m := range list {
+		sizeOf[m.Num] = m.Size
 		if uid := uidOf[m.Num]; !spec.all && uid != "" && state.Seen(uid) {
 			seen = append(seen, m.Num)
 			continue
@@ -195,10 +198,10 @@ func runFetch(ctx context.Context, cf *connFlags, spec *fetchSpec, res *fetchRes
 			// The server refused this one message (gone, or locked); it
 			// stays on the server and the others go on.
 			res.Refused++
-			fmt.Fprintf(os.Stderr, "mailsec: message %d: %v\n", num, rerr)
+			fmt.Fprintf(os.Stderr, "mailsec: message %d: %s\n", num, wire.Printable(rerr.Error()))
 			return nil
 		}
-		if err := dv.deliver(num, uidOf[num], bar.reader(body)); err != nil {
+		if err := dv.deliver(num, uidOf[num], bar.reader(&sizeCap{r: body, num: num, listed: sizeOf[num], left: maxSize(sizeOf[num])})); err != nil {
 			return err
 		}
 		bar.done()
@@ -245,6 +248,40 @@ func runFetch(ctx context.Context, cf *connFlags, spec *fetchSpec, res *fetchRes
 		return state.Retain(func(uid string) bool { return onServer[uid] && !gone[uid] })
 	}
 	return state.Close()
+}
+
+// maxSize is the most a message may run to against the size LIST gave it:
+// RFC 1939 section 11 makes that the exact size with CRLF line ends, but
+// some servers count a stored LF as one octet, so up to twice as much (a
+// message of empty lines) plus some slack is taken. Beyond that the server
+// is not describing the message it sends, and an endless body would fill
+// the disk.
+func maxSize(listed int64) int64 { return 2*listed + 64<<10 }
+
+// sizeCap fails a message body that runs past left octets; a body that
+// ends exactly there is whole.
+type sizeCap struct {
+	r      io.Reader
+	num    int
+	listed int64
+	left   int64
+}
+
+func (c *sizeCap) Read(p []byte) (int, error) {
+	if c.left == 0 {
+		var one [1]byte
+		if n, err := c.r.Read(one[:]); n == 0 {
+			return 0, err
+		}
+		return 0, mailsec.Errorf(mailsec.Protocol, "RETR", nil,
+			"message %d runs past %d octets, though LIST gave it %d: refused, nothing kept", c.num, maxSize(c.listed), c.listed)
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // deliverer stores downloaded messages in the crash-safe order: durable in

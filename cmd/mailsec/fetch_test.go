@@ -34,6 +34,8 @@ import (
 type popServer struct {
 	mu      sync.Mutex
 	msgs    []string // wire form, CRLF
+	uids    []string // UIDLs by message number from 1, replacing "uid-i" when set
+	listed  []int    // LIST sizes by message number from 1, replacing the true ones when set
 	cut     int
 	deleted []int // message numbers as first given, in the order removed
 	quits   int
@@ -109,9 +111,17 @@ func (p *popServer) session(c net.Conn) {
 			b.WriteString("+OK\r\n")
 			for i, num := range live {
 				if f[0] == "LIST" {
-					fmt.Fprintf(&b, "%d %d\r\n", i+1, len(p.msgs[num-1]))
+					size := len(p.msgs[num-1])
+					if p.listed != nil {
+						size = p.listed[num-1]
+					}
+					fmt.Fprintf(&b, "%d %d\r\n", i+1, size)
 				} else {
-					fmt.Fprintf(&b, "%d uid-%d\r\n", i+1, num)
+					uid := "uid-" + strconv.Itoa(num)
+					if p.uids != nil {
+						uid = p.uids[num-1]
+					}
+					fmt.Fprintf(&b, "%d %s\r\n", i+1, uid)
 				}
 			}
 			out(b.String() + ".")
@@ -411,5 +421,52 @@ func TestFetchCrashMbox(t *testing.T) {
 				t.Errorf("left on the server: %v", left)
 			}
 		})
+	}
+}
+
+// A server that gives a new message the UIDL of one already fetched (RFC
+// 1939 section 7 says a unique-id identifies one message) must not make
+// fetch --delete take the new one for fetched and delete it unread.
+func TestFetchDuplicateUIDLDeletesNothing(t *testing.T) {
+	srv := &popServer{msgs: []string{"A: 1\r\n\r\nold\r\n"}, uids: []string{"dup", "dup"}}
+	addr, ca := srv.start(t)
+	box := filepath.Join(t.TempDir(), "Mail")
+	cf, spec := fetchFlags(t, addr, ca, "--maildir", box)
+	if err := runFetch(t.Context(), cf, spec, &fetchResult{}); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	srv.msgs = append(srv.msgs, "A: 2\r\n\r\nnew\r\n")
+	srv.mu.Unlock()
+	cf, spec = fetchFlags(t, addr, ca, "--maildir", box, "--delete")
+	err := runFetch(t.Context(), cf, spec, &fetchResult{})
+	if mailsec.CodeOf(err) != mailsec.Protocol || exitCode(err) != exitProtocol {
+		t.Fatalf("error %v (exit %d), want a Protocol error", err, exitCode(err))
+	}
+	if left := srv.left(); len(left) != 2 {
+		t.Fatalf("messages left on the server %v: the unread one was deleted", left)
+	}
+}
+
+// A message longer than its LIST size allows (RFC 1939 section 11: the
+// exact size) is refused whole: an endless body must not fill the disk.
+// Servers that count LF line ends as one octet still get through.
+func TestFetchBodyBeyondListedSize(t *testing.T) {
+	lines := "A: 1\r\n\r\n" + strings.Repeat("\r\n", 50000)
+	srv := &popServer{msgs: []string{lines, "A: 2\r\n\r\n" + strings.Repeat("x", 200<<10) + "\r\n"},
+		listed: []int{len(lines) / 2, 100}}
+	addr, ca := srv.start(t)
+	box := filepath.Join(t.TempDir(), "Mail")
+	cf, spec := fetchFlags(t, addr, ca, "--maildir", box, "--delete")
+	res := &fetchResult{}
+	err := runFetch(t.Context(), cf, spec, res)
+	if mailsec.CodeOf(err) != mailsec.Protocol || !strings.Contains(err.Error(), "LIST gave it 100") {
+		t.Fatalf("error %v, want a Protocol error", err)
+	}
+	if got := newFiles(t, box); len(got) != 1 || res.Fetched != 1 {
+		t.Fatalf("%d messages kept, %d fetched; want only the first", len(got), res.Fetched)
+	}
+	if left := srv.left(); len(left) != 2 {
+		t.Fatalf("messages left on the server %v", left)
 	}
 }

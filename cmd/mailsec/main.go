@@ -10,17 +10,22 @@ import (
 )
 
 func main() {
+	if err := newRoot().Execute(); err != nil {
+		os.Exit(report(err))
+	}
+}
+
+// newRoot builds the command tree.
+func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "mailsec",
 		Short:         "Secure mail transport: send, probe, fetch and serve",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(commands...)
-	if err := root.Execute(); err != nil {
-		os.Exit(report(err))
-	}
+	return root
 }
 
 // commands is filled by the init functions of the per-command files.

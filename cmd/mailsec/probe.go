@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailsec/mailsec/internal/wire"
 	"github.com/mailsec/mailsec/security"
 	"github.com/mailsec/mailsec/smtp"
 	"github.com/mailsec/mailsec/tlsconf"
@@ -184,31 +185,38 @@ func (c smtpProbe) plainWarnings(before *probeStage) []string {
 }
 
 func printProbe(r *probeResult) {
-	w := os.Stdout
-	fmt.Fprintf(w, "server    %s\n", r.Server)
+	// Greeting, capabilities and certificate names are the server's words:
+	// each line goes to the terminal with its control characters escaped.
+	out := func(format string, args ...any) {
+		fmt.Fprintln(os.Stdout, wire.Printable(fmt.Sprintf(format, args...)))
+	}
+	out("server    %s", r.Server)
 	if r.Greeting != "" {
-		fmt.Fprintf(w, "greeting  %s\n", r.Greeting)
+		// A multi-line banner keeps its lines.
+		for i, l := range strings.Split(r.Greeting, "\n") {
+			out("%s%s", map[bool]string{true: "greeting  ", false: "          "}[i == 0], l)
+		}
 	}
 	for _, st := range []struct {
 		name string
 		s    *probeStage
 	}{{"before TLS", r.BeforeTLS}, {"after TLS", r.AfterTLS}} {
 		if st.s != nil {
-			fmt.Fprintf(w, "%s: %s\n", st.name, strings.Join(st.s.Extensions, ", "))
+			out("%s: %s", st.name, strings.Join(st.s.Extensions, ", "))
 		}
 	}
 	if r.TLS != nil {
-		fmt.Fprintf(w, "TLS       %s %s %s (verified: %v)\n", r.TLS.Version, r.TLS.CipherSuite, r.TLS.Group, r.Verified && r.OK)
+		out("TLS       %s %s %s (verified: %v)", r.TLS.Version, r.TLS.CipherSuite, r.TLS.Group, r.Verified && r.OK)
 		for i, c := range r.TLS.Chain {
-			fmt.Fprintf(w, "  cert %d  %s\n          issuer %s, expires %s, %s\n", i, c.Subject, c.Issuer,
-				c.NotAfter.Format(time.DateOnly), c.SPKIPin)
+			out("  cert %d  %s", i, c.Subject)
+			out("          issuer %s, expires %s, %s", c.Issuer, c.NotAfter.Format(time.DateOnly), c.SPKIPin)
 		}
 		for i, s := range r.TLS.Revocation {
-			fmt.Fprintf(w, "  revocation %d  %s: %s\n", i, s.Subject, revocationLine(s))
+			out("  revocation %d  %s: %s", i, s.Subject, revocationLine(s))
 		}
 	}
 	for _, wn := range r.Warnings {
-		fmt.Fprintf(w, "WARNING   %s\n", wn)
+		out("WARNING   %s", wn)
 	}
 }
 

@@ -205,7 +205,9 @@ func (s *Session) Trace(out bool, line string) {
 		arrow = map[bool]string{true: "~>", false: "<~"}[out]
 	}
 	if s.cfg.Transcript != nil {
-		fmt.Fprintf(s.cfg.Transcript, "%s %s\n", arrow, line)
+		// The line is the server's (or echoes it): it must not drive the
+		// terminal the transcript goes to.
+		fmt.Fprintf(s.cfg.Transcript, "%s %s\n", arrow, Printable(line))
 	}
 	s.Log.Log(context.Background(), mailsec.LevelTrace, line, "dir", arrow)
 }

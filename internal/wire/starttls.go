@@ -20,6 +20,15 @@ func (s *Session) StartTLS(ctx context.Context, op, unit string, command func() 
 	if s.TLS != nil {
 		return &mailsec.Error{Code: mailsec.TLSConnected, Op: op, Detail: "the session is already under TLS"}
 	}
+	// Octets already waiting before the command is sent answer nothing the
+	// client asked: an injected go-ahead there would be read as the answer
+	// to STARTTLS (RFC 3207 section 4 and RFC 2595 section 4 allow no
+	// unsolicited data; the "NO STARTTLS" study, USENIX Security 2021,
+	// shows clients desynchronised this way).
+	if n := s.R.Buffered(); n > 0 {
+		return s.Fail(ctx, mailsec.Errorf(mailsec.Protocol, op, nil,
+			"the server sent %d unsolicited %s before %s (response injection); connection dropped", n, unit, op))
+	}
 	if err := command(); err != nil {
 		return err
 	}
