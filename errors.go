@@ -195,7 +195,8 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
 	}
-	return b.String()
+	// The text may hold what a server sent; it must be safe to print.
+	return Printable(b.String())
 }
 
 // Unwrap returns the underlying cause.

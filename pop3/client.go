@@ -10,6 +10,7 @@ package pop3
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -162,7 +163,7 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 	}
 	rep, err := c.cmd(ctx, "greeting", "")
 	if err != nil {
-		return err
+		return greetingHint(err, mode)
 	}
 	if !rep.OK {
 		return rep.err("greeting")
@@ -313,4 +314,24 @@ func (c *Client) multi(ctx context.Context, op string, max int, each func(string
 	}
 	c.wire.Trace(false, ".")
 	return nil
+}
+
+// greetingHint says what a failed greeting most often means: a port that
+// expects TLS at once stays silent to a plain-text client, and an SMTP or
+// IMAP server greets with "220" or "* OK".
+func greetingHint(err error, mode TLSMode) error {
+	var me *mailsec.Error
+	if !errors.As(err, &me) {
+		return err
+	}
+	switch {
+	case me.Code == mailsec.Timeout && mode != TLSImplicit:
+		return mailsec.Errorf(mailsec.Timeout, "greeting", me.Err,
+			"the server sent no greeting; a port that expects TLS at once (implicit TLS, RFC 8314 section 3, as on 995) is silent like this, so try implicit TLS")
+	case me.Code == mailsec.Protocol && strings.Contains(me.Detail, `"220`):
+		return mailsec.Errorf(mailsec.Protocol, "greeting", nil, "this is an SMTP server, not POP3 (%s)", me.Detail)
+	case me.Code == mailsec.Protocol && strings.Contains(me.Detail, `"* OK`):
+		return mailsec.Errorf(mailsec.Protocol, "greeting", nil, "this is an IMAP server, not POP3 (%s)", me.Detail)
+	}
+	return err
 }

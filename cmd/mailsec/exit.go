@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/mailsec/mailsec"
-	"github.com/mailsec/mailsec/internal/wire"
 )
 
 // Exit codes from sysexits.h.
@@ -90,6 +89,6 @@ func popLogin(err error) bool {
 // report prints err for a human on stderr and returns the exit code. The
 // message may quote a server's reply, so control characters are escaped.
 func report(err error) int {
-	fmt.Fprintln(os.Stderr, "mailsec:", wire.Printable(err.Error()))
+	fmt.Fprintln(os.Stderr, "mailsec:", mailsec.Printable(err.Error()))
 	return exitCode(err)
 }

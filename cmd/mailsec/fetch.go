@@ -16,7 +16,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailsec/mailsec"
-	"github.com/mailsec/mailsec/internal/wire"
 	"github.com/mailsec/mailsec/mailbox"
 	"github.com/mailsec/mailsec/pop3"
 )
@@ -198,7 +197,7 @@ func runFetch(ctx context.Context, cf *connFlags, spec *fetchSpec, res *fetchRes
 			// The server refused this one message (gone, or locked); it
 			// stays on the server and the others go on.
 			res.Refused++
-			fmt.Fprintf(os.Stderr, "mailsec: message %d: %s\n", num, wire.Printable(rerr.Error()))
+			fmt.Fprintf(os.Stderr, "mailsec: message %d: %s\n", num, mailsec.Printable(rerr.Error()))
 			return nil
 		}
 		if err := dv.deliver(num, uidOf[num], bar.reader(&sizeCap{r: body, num: num, listed: sizeOf[num], left: maxSize(sizeOf[num])})); err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mailsec/mailsec/internal/wire"
+	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/security"
 	"github.com/mailsec/mailsec/smtp"
 	"github.com/mailsec/mailsec/tlsconf"
@@ -188,7 +188,7 @@ func printProbe(r *probeResult) {
 	// Greeting, capabilities and certificate names are the server's words:
 	// each line goes to the terminal with its control characters escaped.
 	out := func(format string, args ...any) {
-		fmt.Fprintln(os.Stdout, wire.Printable(fmt.Sprintf(format, args...)))
+		fmt.Fprintln(os.Stdout, mailsec.Printable(fmt.Sprintf(format, args...)))
 	}
 	out("server    %s", r.Server)
 	if r.Greeting != "" {

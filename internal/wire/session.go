@@ -207,7 +207,7 @@ func (s *Session) Trace(out bool, line string) {
 	if s.cfg.Transcript != nil {
 		// The line is the server's (or echoes it): it must not drive the
 		// terminal the transcript goes to.
-		fmt.Fprintf(s.cfg.Transcript, "%s %s\n", arrow, Printable(line))
+		fmt.Fprintf(s.cfg.Transcript, "%s %s\n", arrow, mailsec.Printable(line))
 	}
 	s.Log.Log(context.Background(), mailsec.LevelTrace, line, "dir", arrow)
 }

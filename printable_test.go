@@ -1,4 +1,4 @@
-package wire
+package mailsec
 
 import (
 	"testing"
@@ -44,4 +44,13 @@ func FuzzPrintable(f *testing.F) {
 			t.Fatalf("clean %q changed to %q", s, out)
 		}
 	})
+}
+
+// An error carrying a server's reply is safe to print as it is: library
+// users log err.Error() without the CLI's escaping.
+func TestErrorTextIsPrintable(t *testing.T) {
+	err := &Error{Code: SMTPServer, Op: "RCPT", Reply: &Reply{Code: 550, Lines: []string{"no \x1b]0;pwned\x07 such user"}}}
+	if got, want := err.Error(), `RCPT: the SMTP server reported an error: server said 550 no \x1b]0;pwned\x07 such user`; got != want {
+		t.Fatalf("Error() = %q, want %q", got, want)
+	}
 }
