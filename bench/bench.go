@@ -47,6 +47,38 @@ var Clients = []Client{
 	{Name: "emersion/go-smtp", Dial: func(s *sink.Sink, _ int64) (Sender, error) { return DialGoSMTP(s) }},
 	{Name: "mailsec", Dial: func(s *sink.Sink, _ int64) (Sender, error) { return DialMailsec(s) }},
 	{Name: "mailsec, Size hint", Dial: DialMailsecSized},
+	{Name: "mailsec, SendBatch", Dial: func(s *sink.Sink, _ int64) (Sender, error) { return DialMailsecBatch(s) }},
+}
+
+// BatchSender is a Sender that can also hand many messages over in one call.
+type BatchSender interface {
+	Sender
+	SendBatch(msgs []io.Reader) error
+}
+
+// DialMailsecBatch is DialMailsec whose messages go through SendBatch.
+func DialMailsecBatch(s *sink.Sink) (Sender, error) {
+	m, err := dialMailsec(s, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &mailsecBatch{m.(*mailsecSender)}, nil
+}
+
+type mailsecBatch struct{ *mailsecSender }
+
+func (m *mailsecBatch) SendBatch(msgs []io.Reader) error {
+	batch := make([]smtp.Message, len(msgs))
+	for i, r := range msgs {
+		batch[i] = smtp.Message{From: From, To: []string{To}, Body: r}
+	}
+	for _, r := range m.c.SendBatch(m.ctx, batch) {
+		m.last = r.Result
+		if r.Err != nil {
+			return r.Err
+		}
+	}
+	return nil
 }
 
 // DialMailsec opens a mailsec session with mandatory STARTTLS. It uses
@@ -145,6 +177,10 @@ func (g *goSender) Quit() error              { return g.c.Quit() }
 // Transfer describes how a sender's last message went: PIPELINING or not,
 // DATA or BDAT.
 func Transfer(s Sender) string {
+	batch := ""
+	if b, ok := s.(*mailsecBatch); ok {
+		s, batch = b.mailsecSender, ", batch"
+	}
 	m, ok := s.(*mailsecSender)
 	if !ok {
 		return "DATA, one command per round trip"
@@ -159,7 +195,7 @@ func Transfer(s Sender) string {
 	if m.last.Pipelining {
 		t = "PIPELINING + " + t
 	}
-	return t
+	return t + batch
 }
 
 // Message returns a message of exactly size octets (at least the header's
