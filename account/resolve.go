@@ -214,7 +214,7 @@ func resolve(s *section) (*Account, error) {
 			a.TLS = "implicit"
 		}
 	}
-	if a.Proxy != "" && strings.HasPrefix(a.Proxy, "socks5://:") {
+	if strings.HasPrefix(a.Proxy, "socks5://:") {
 		return nil, configErr(s.at, "account %q has proxy_port but no proxy_host", s.name)
 	}
 	return a, nil

@@ -43,11 +43,16 @@ type Client struct {
 // Clients are the clients compared, net/smtp first since the others are
 // reported relative to it.
 var Clients = []Client{
-	{Name: "net/smtp", Dial: func(s *sink.Sink, _ int64) (Sender, error) { return DialNetSMTP(s) }},
-	{Name: "emersion/go-smtp", Dial: func(s *sink.Sink, _ int64) (Sender, error) { return DialGoSMTP(s) }},
-	{Name: "mailsec", Dial: func(s *sink.Sink, _ int64) (Sender, error) { return DialMailsec(s) }},
+	{Name: "net/smtp", Dial: unsized(DialNetSMTP)},
+	{Name: "emersion/go-smtp", Dial: unsized(DialGoSMTP)},
+	{Name: "mailsec", Dial: unsized(DialMailsec)},
 	{Name: "mailsec, Size hint", Dial: DialMailsecSized},
-	{Name: "mailsec, SendBatch", Dial: func(s *sink.Sink, _ int64) (Sender, error) { return DialMailsecBatch(s) }},
+	{Name: "mailsec, SendBatch", Dial: unsized(DialMailsecBatch)},
+}
+
+// unsized adapts a dial function that takes no size hint to Client.Dial.
+func unsized(dial func(*sink.Sink) (Sender, error)) func(*sink.Sink, int64) (Sender, error) {
+	return func(s *sink.Sink, _ int64) (Sender, error) { return dial(s) }
 }
 
 // BatchSender is a Sender that can also hand many messages over in one call.

@@ -70,11 +70,6 @@ func benchSend(b *testing.B, dial func(*sink.Sink, int64) (Sender, error), hideC
 	}
 }
 
-// unsized adapts a dial function that takes no size hint.
-func unsized(dial func(*sink.Sink) (Sender, error)) func(*sink.Sink, int64) (Sender, error) {
-	return func(s *sink.Sink, _ int64) (Sender, error) { return dial(s) }
-}
-
 // send4K returns a message source that re-reads one 4 KiB message, so the
 // benchmark itself allocates nothing per message.
 func send4K() (int64, func() io.Reader) {

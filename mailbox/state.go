@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -211,7 +212,7 @@ func (s *State) load(path string, isState bool) error {
 		if acct != s.account {
 			// Another account's lines stay as they are; a journal's are
 			// folded into the state file like this account's.
-			if isState || !s.hasOther(line) {
+			if isState || !slices.Contains(s.others, line) {
 				s.others = append(s.others, line)
 				s.dirty = s.dirty || !isState
 			}
@@ -230,15 +231,6 @@ func (s *State) record(uid string) bool {
 	s.seen[uid] = true
 	s.order = append(s.order, uid)
 	return true
-}
-
-func (s *State) hasOther(line string) bool {
-	for _, o := range s.others {
-		if o == line {
-			return true
-		}
-	}
-	return false
 }
 
 // Seen reports whether uid was recorded for the account.

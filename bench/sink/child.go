@@ -35,7 +35,7 @@ func RunChildIfRequested() {
 	}
 	// Line 1: the address; then the certificate in PEM.
 	fmt.Printf("%s\n%s", s.Addr, s.pem)
-	io.Copy(io.Discard, os.Stdin)
+	WaitForParent()
 	st, _ := s.Close()
 	fmt.Printf("%d %d\n", st.Messages, st.Bytes)
 	os.Exit(0)
@@ -44,32 +44,16 @@ func RunChildIfRequested() {
 // Spawn starts a sink in a child process running this program's own
 // executable, which must call RunChildIfRequested at start.
 func Spawn(cfg Config) (*Sink, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
 	js, _ := json.Marshal(cfg)
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+string(js))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	c, err := StartChild(childEnv + "=" + string(js))
 	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*Sink, error) {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
+		c.Kill()
 		return nil, err
 	}
-	r := bufio.NewReader(stdout)
+	r := c.Out
 	addr, err := r.ReadString('\n')
 	if err != nil {
 		return fail(fmt.Errorf("sink child: %v", err))
@@ -91,10 +75,10 @@ func Spawn(cfg Config) (*Sink, error) {
 	}
 	s := &Sink{Addr: strings.TrimSpace(addr), RootCAs: pool, pem: []byte(pemText.String())}
 	s.close = func() (Stats, error) {
-		stdin.Close()
+		c.Stop()
 		var st Stats
 		_, serr := fmt.Fscan(r, &st.Messages, &st.Bytes)
-		werr := cmd.Wait()
+		werr := c.Wait()
 		if serr != nil {
 			return st, fmt.Errorf("sink child stats: %v", serr)
 		}
@@ -102,3 +86,62 @@ func Spawn(cfg Config) (*Sink, error) {
 	}
 	return s, nil
 }
+
+// Child is a copy of this program's own executable serving for a
+// benchmark in its own process, so that the server's CPU time and garbage
+// are not charged to the client. It serves until its standard input
+// closes (see WaitForParent) and writes what the parent must know, such
+// as its addresses, to its standard output.
+type Child struct {
+	// Out reads the child's standard output.
+	Out   *bufio.Reader
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+}
+
+// StartChild starts this program's own executable with env (KEY=VALUE
+// entries) added to its environment, by which its main must recognise
+// that it is to serve; its standard error is this process's.
+func StartChild(env ...string) (*Child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &Child{Out: bufio.NewReader(stdout), cmd: cmd, stdin: stdin}, nil
+}
+
+// Pid is the child's process ID.
+func (c *Child) Pid() int { return c.cmd.Process.Pid }
+
+// Stop closes the child's standard input, which tells it to shut down;
+// what it prints then can still be read from Out before Wait.
+func (c *Child) Stop() { c.stdin.Close() }
+
+// Wait waits for the child to exit; it closes Out.
+func (c *Child) Wait() error { return c.cmd.Wait() }
+
+// Kill ends a child that did not start serving.
+func (c *Child) Kill() {
+	c.stdin.Close()
+	c.cmd.Process.Kill()
+	c.cmd.Wait()
+}
+
+// WaitForParent blocks, in a child, until the parent calls Stop (or
+// exits): the parent closing this process's standard input is the signal
+// to shut down.
+func WaitForParent() { io.Copy(io.Discard, os.Stdin) }

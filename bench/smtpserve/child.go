@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailsec/mailsec/bench/sink"
 	"github.com/mailsec/mailsec/server"
 	"github.com/mailsec/mailsec/smtpd"
 )
@@ -81,7 +82,7 @@ func serveChild() int {
 		defer stop()
 	}
 	fmt.Printf("%s %s %s\n", ln.Addr(), srv.Info().Listeners[0].Addr, srv.Info().CAFile)
-	discardStdin()
+	sink.WaitForParent()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	discard.Shutdown(ctx)

@@ -23,7 +23,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/x509"
 	"errors"
@@ -344,34 +343,20 @@ type mailsecServers struct {
 // spawnMailsec starts this program as a child running mailsec's servers
 // (see child.go) and reads their addresses and CA.
 func spawnMailsec(profile string, sessions int) (*mailsecServers, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	env := []string{childEnv + "=1"}
 	if profile != "" {
-		cmd.Env = append(cmd.Env, profileEnv+"="+profile)
+		env = append(env, profileEnv+"="+profile)
 	}
 	if sessions > 0 {
-		cmd.Env = append(cmd.Env, sessionsEnv+"="+strconv.Itoa(sessions))
+		env = append(env, sessionsEnv+"="+strconv.Itoa(sessions))
 	}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	c, err := sink.StartChild(env...)
 	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	var discard, maildir, ca string
-	if _, err := fmt.Fscan(bufio.NewReader(stdout), &discard, &maildir, &ca); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+	if _, err := fmt.Fscan(c.Out, &discard, &maildir, &ca); err != nil {
+		c.Kill()
 		return nil, fmt.Errorf("mailsec child: %v", err)
 	}
 	pem, err := os.ReadFile(ca)
@@ -383,10 +368,10 @@ func spawnMailsec(profile string, sessions int) (*mailsecServers, error) {
 	return &mailsecServers{
 		discard: &sink.Sink{Addr: discard, RootCAs: pool},
 		maildir: &sink.Sink{Addr: maildir, RootCAs: pool},
-		pid:     cmd.Process.Pid,
+		pid:     c.Pid(),
 		close: func() {
-			stdin.Close()
-			cmd.Wait()
+			c.Stop()
+			c.Wait()
 		},
 	}, nil
 }
@@ -416,6 +401,3 @@ func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "smtpserve:", err)
 	os.Exit(1)
 }
-
-// discardStdin waits until the parent closes the child's standard input.
-func discardStdin() { io.Copy(io.Discard, os.Stdin) }

@@ -120,10 +120,7 @@ func (f *connFlags) apply(a *account.Account) {
 		f.insecure = true
 	}
 	if unset("pin") {
-		f.pins = append(f.pins, a.Pins...)
-	}
-	if unset("pin") {
-		f.pins = append(f.pins, a.Fingerprints...)
+		f.pins = append(append(f.pins, a.Pins...), a.Fingerprints...)
 	}
 	if a.Timeout != 0 && unset("timeout") {
 		f.timeout = a.Timeout

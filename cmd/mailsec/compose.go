@@ -30,18 +30,36 @@ type composeSpec struct {
 // compose writes an RFC 5322 message with a text part and the attachments
 // into a private temporary file and returns it positioned at the start.
 func compose(s composeSpec) (*os.File, error) {
-	f, err := os.CreateTemp("", "mailsec-compose-*")
+	return tempMessage("compose", "mailsec-compose-*", func(f *os.File) error { return writeComposed(f, s) })
+}
+
+// privateTemp creates a temporary file and removes its name at once, so
+// that the message in it is reachable only through the returned handle
+// and goes away with it, whatever way the process ends. op names the step
+// in the error.
+func privateTemp(op, pattern string) (*os.File, error) {
+	f, err := os.CreateTemp("", pattern)
 	if err != nil {
-		return nil, mailsec.Errorf(mailsec.Data, "compose", err, "cannot create a temporary file")
+		return nil, mailsec.Errorf(mailsec.Data, op, err, "cannot create a temporary file")
 	}
 	os.Remove(f.Name())
-	if err := writeComposed(f, s); err != nil {
+	return f, nil
+}
+
+// tempMessage writes a message with write into a privateTemp file and
+// returns the file positioned at the start; on error the file is closed.
+func tempMessage(op, pattern string, write func(*os.File) error) (*os.File, error) {
+	f, err := privateTemp(op, pattern)
+	if err != nil {
+		return nil, err
+	}
+	if err := write(f); err != nil {
 		f.Close()
 		return nil, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		f.Close()
-		return nil, mailsec.Errorf(mailsec.Data, "compose", err, "cannot rewind the message")
+		return nil, mailsec.Errorf(mailsec.Data, op, err, "cannot rewind the message")
 	}
 	return f, nil
 }
@@ -167,13 +185,22 @@ func flushErr(bw *bufio.Writer) error {
 // -t) and returns the addresses and the message without its Bcc fields, so
 // that blind copies stay blind.
 func headerRecipients(msg io.Reader) ([]string, *os.File, error) {
-	br := bufio.NewReader(msg)
-	out, err := os.CreateTemp("", "mailsec-t-*")
+	var rcpts []string
+	out, err := tempMessage("-t", "mailsec-t-*", func(f *os.File) (err error) {
+		rcpts, err = stripBcc(f, msg)
+		return err
+	})
 	if err != nil {
-		return nil, nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot create a temporary file")
+		return nil, nil, err
 	}
-	os.Remove(out.Name())
-	bw := bufio.NewWriter(out)
+	return rcpts, out, nil
+}
+
+// stripBcc copies msg to w without its Bcc fields and returns the
+// addresses of its To, Cc and Bcc fields.
+func stripBcc(w io.Writer, msg io.Reader) ([]string, error) {
+	br := bufio.NewReader(msg)
+	bw := bufio.NewWriter(w)
 	var rcpts []string
 	var field strings.Builder
 	inBcc := false
@@ -203,16 +230,14 @@ func headerRecipients(msg io.Reader) ([]string, *os.File, error) {
 		trimmed := strings.TrimRight(line, "\r\n")
 		if trimmed == "" {
 			if ferr := flush(); ferr != nil {
-				out.Close()
-				return nil, nil, ferr
+				return nil, ferr
 			}
 			bw.WriteString(line)
 			break
 		}
 		if line[0] != ' ' && line[0] != '\t' {
 			if ferr := flush(); ferr != nil {
-				out.Close()
-				return nil, nil, ferr
+				return nil, ferr
 			}
 			inBcc = strings.HasPrefix(strings.ToLower(trimmed), "bcc:")
 		}
@@ -222,23 +247,16 @@ func headerRecipients(msg io.Reader) ([]string, *os.File, error) {
 		}
 		if err != nil {
 			if ferr := flush(); ferr != nil {
-				out.Close()
-				return nil, nil, ferr
+				return nil, ferr
 			}
 			break
 		}
 	}
 	if _, err := io.Copy(bw, br); err != nil {
-		out.Close()
-		return nil, nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot read the message")
+		return nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot read the message")
 	}
 	if err := bw.Flush(); err != nil {
-		out.Close()
-		return nil, nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot write the message")
+		return nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot write the message")
 	}
-	if _, err := out.Seek(0, io.SeekStart); err != nil {
-		out.Close()
-		return nil, nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot rewind the message")
-	}
-	return rcpts, out, nil
+	return rcpts, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/mailsec/mailsec"
@@ -93,14 +94,18 @@ No new mail is not an error: the exit status is 0.`,
 		},
 	}
 	cf.register(cmd.Flags(), "995")
-	fl := cmd.Flags()
-	fl.StringVar(&spec.maildir, "maildir", "", "deliver into this Maildir (created if missing)")
-	fl.StringVar(&spec.mbox, "mbox", "", "append to this mbox file (mboxrd, locked)")
-	fl.BoolVar(&spec.keep, "keep", false, "leave the messages on the server (the default)")
-	fl.BoolVar(&spec.delete, "delete", false, "delete the messages on the server once they are safely stored")
-	fl.BoolVar(&spec.all, "all", false, "download every message, also those fetched before")
-	fl.IntVar(&spec.limit, "limit", 0, "download at most N messages (0: no limit)")
+	spec.register(cmd.Flags())
 	return cmd
+}
+
+// register adds fetch's own flags, besides the connection flags, to fs.
+func (s *fetchSpec) register(fs *pflag.FlagSet) {
+	fs.StringVar(&s.maildir, "maildir", "", "deliver into this Maildir (created if missing)")
+	fs.StringVar(&s.mbox, "mbox", "", "append to this mbox file (mboxrd, locked)")
+	fs.BoolVar(&s.keep, "keep", false, "leave the messages on the server (the default)")
+	fs.BoolVar(&s.delete, "delete", false, "delete the messages on the server once they are safely stored")
+	fs.BoolVar(&s.all, "all", false, "download every message, also those fetched before")
+	fs.IntVar(&s.limit, "limit", 0, "download at most N messages (0: no limit)")
 }
 
 // pop3Options are the POP3 client options the flags describe.

@@ -160,11 +160,7 @@ func fetchFlags(t *testing.T, addr, ca string, args ...string) (*connFlags, *fet
 	var spec fetchSpec
 	fs := pflag.NewFlagSet("fetch", pflag.ContinueOnError)
 	cf.register(fs, "995")
-	fs.StringVar(&spec.maildir, "maildir", "", "")
-	fs.StringVar(&spec.mbox, "mbox", "", "")
-	fs.BoolVar(&spec.delete, "delete", false, "")
-	fs.BoolVar(&spec.all, "all", false, "")
-	fs.IntVar(&spec.limit, "limit", 0, "")
+	spec.register(fs)
 	all := append([]string{"--server", addr, "--tls", "implicit", "--user", "carol", "--ca-file", ca,
 		"--tls-server-name", "localhost", "--timeout", "5s"}, args...)
 	if err := fs.Parse(all); err != nil {

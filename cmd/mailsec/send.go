@@ -159,11 +159,10 @@ func spool(in io.Reader) (r io.Reader, size int64, eightBit bool, cleanup func()
 			return f, st.Size(), eightBit, cleanup, nil
 		}
 	}
-	tmp, err := os.CreateTemp("", "mailsec-msg-*")
+	tmp, err := privateTemp("spool message", "mailsec-msg-*")
 	if err != nil {
-		return nil, 0, false, cleanup, mailsec.Errorf(mailsec.Data, "spool message", err, "cannot create a temporary file")
+		return nil, 0, false, cleanup, err
 	}
-	os.Remove(tmp.Name())
 	cleanup = func() { tmp.Close() }
 	w := &eightBitWriter{w: tmp}
 	size, err = io.Copy(w, in)
