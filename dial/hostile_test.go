@@ -29,12 +29,6 @@ func TestSOCKS5BoundDomainLengthLies(t *testing.T) {
 
 func TestHTTPConnectRedirect(t *testing.T) {
 	// A 3xx is no tunnel: the client never follows it to another place.
-	answer := func(s string) func(t *testing.T, c net.Conn) {
-		return func(t *testing.T, c net.Conn) {
-			readHead(c)
-			c.Write([]byte(s))
-		}
-	}
 	runHostile(t, HTTPConnect, "mx.test:587", []hostile{
 		{name: "301", script: answer("HTTP/1.1 301 Moved\r\nLocation: http://evil.test:8080/\r\n\r\n"), want: mailsec.ProxyRequestFailed, detail: "301"},
 		{name: "307", script: answer("HTTP/1.1 307 Temporary Redirect\r\nLocation: evil.test:25\r\n\r\n"), want: mailsec.ProxyRequestFailed, detail: "307"},

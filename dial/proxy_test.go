@@ -14,30 +14,27 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wiretest"
 )
 
 // scriptedProxy runs script on the first connection to a loopback listener
-// and returns the listener's address. The test waits for the script.
+// (wiretest's scripted peer, used here as raw bytes) and returns the
+// listener's address. The test waits for the script.
 func scriptedProxy(t *testing.T, script func(c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Conn.SetDeadline(time.Now().Add(10 * time.Second))
+		script(p.Conn)
+	})
+	return addr
+}
+
+// answer is an HTTP proxy that reads the CONNECT head and sends s.
+func answer(s string) func(t *testing.T, c net.Conn) {
+	return func(t *testing.T, c net.Conn) {
+		readHead(c)
+		c.Write([]byte(s))
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		ln.Close()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		script(c)
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String()
 }
 
 // expect reads len(want) bytes and reports a difference.
@@ -366,12 +363,6 @@ func TestHTTPConnect(t *testing.T) {
 }
 
 func TestHTTPConnectHostile(t *testing.T) {
-	answer := func(s string) func(t *testing.T, c net.Conn) {
-		return func(t *testing.T, c net.Conn) {
-			readHead(c)
-			c.Write([]byte(s))
-		}
-	}
 	runHostile(t, HTTPConnect, "mx.test:587", []hostile{
 		{name: "407 without credentials", script: answer("HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\n\r\n"),
 			want: mailsec.ProxyAuthRequired},

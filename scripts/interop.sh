@@ -185,7 +185,7 @@ mkmsg() {
 # once every listener accepts. The caller registers the stop with on_exit
 # (check runs in a subshell): postfix -c DIR/etc stop.
 private_postfix() {
-  local dir=$1 name=$2 etc=$1/etc l addr opts i
+  local dir=$1 name=$2 etc=$1/etc l addr opts
   shift 2
   [[ -e $dir/spool/pid/master.pid ]] && postfix -c "$etc" stop >/dev/null 2>&1
   rm -rf "$dir"
@@ -230,12 +230,23 @@ EOF
   postfix -c "$etc" start >"$dir/start.log" 2>&1 || why "private postfix did not start: $(tail -n 2 "$dir/start.log")" || return 1
   for l in "$@"; do
     addr=${l%% *}
-    for ((i = 0; i < 50; i++)); do
-      (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null && continue 2
-      sleep 0.2
-    done
-    why "private postfix does not listen on $addr: $(tail -n 2 "$dir/maillog" 2>/dev/null)" || return 1
+    wait_port "${addr%:*}" "${addr##*:}" 50 0.2 ||
+      why "private postfix does not listen on $addr: $(tail -n 2 "$dir/maillog" 2>/dev/null)" || return 1
   done
+}
+
+# port_open HOST PORT: something accepts TCP connections on HOST:PORT
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# wait_port HOST PORT TRIES DELAY: wait until port_open, trying TRIES times
+# DELAY seconds apart
+wait_port() {
+  local i
+  for ((i = 0; i < $3; i++)); do
+    port_open "$1" "$2" && return 0
+    sleep "$4"
+  done
+  return 1
 }
 
 # ---------------------------------------------------------------- running clients
@@ -311,11 +322,13 @@ ref() {
 
 # ---------------------------------------------------------------- server-side evidence
 
-# wait_delivered ID SECONDS: print the Maildir file of alice holding ID
-wait_delivered() {
-  local id=$1 i f
-  for ((i = 0; i < $2 * 5; i++)); do
-    f=$(grep -rlF -- "Message-ID: <$id>" "$ALICE_MAILDIR/new" "$ALICE_MAILDIR/cur" 2>/dev/null | head -n 1)
+# wait_maildir MAILDIR ID SECONDS: print the file of MAILDIR holding
+# Message-ID ID, waiting up to SECONDS for it (sections use it for their own
+# servers' Maildirs too)
+wait_maildir() {
+  local dir=$1 id=$2 i f
+  for ((i = 0; i < $3 * 5; i++)); do
+    f=$(grep -rlF -- "Message-ID: <$id>" "$dir/new" "$dir/cur" 2>/dev/null | head -n 1)
     if [[ -n $f ]]; then
       echo "$f"
       return 0
@@ -324,6 +337,13 @@ wait_delivered() {
   done
   return 1
 }
+
+# wait_delivered ID SECONDS: print the Maildir file of alice holding ID
+wait_delivered() { wait_maildir "$ALICE_MAILDIR" "$@"; }
+
+# digests DIR...: sorted SHA-256 sums of the regular files in DIRs, to
+# compare sets of messages byte for byte whatever their file names
+digests() { find "$@" -type f -exec sha256sum {} + | awk '{print $1}' | sort; }
 
 # same_tail DELIVERED SENT: DELIVERED ends with exactly the bytes of SENT
 same_tail() {
@@ -623,9 +643,9 @@ check transcript-no-secret-login t_no_secret_transcript login
 fi
 
 # Further sections, one file each: they use check, skip, why, mkmsg, newid,
-# $BIN, $W, $LOGS, $MSGS and the peers' env file, and start any extra peer
-# they need themselves (on loopback high ports, stopped by their own trap
-# helper on_exit).
+# wait_maildir, wait_port, digests, private_postfix, $BIN, $W, $LOGS, $MSGS
+# and the peers' env file, and start any extra peer they need themselves (on
+# loopback high ports, stopped by their own trap helper on_exit).
 on_exit() { EXTRA_CLEANUP+=("$*"); }
 for f in "$REPO"/scripts/interop.d/*.sh; do
   [[ -e $f ]] || continue

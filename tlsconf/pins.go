@@ -101,13 +101,15 @@ func checkPins(leaf *x509.Certificate, pins []Pin) error {
 	if len(pins) == 0 {
 		return nil
 	}
+	// Both hashes are taken once, not once per pin as Matches would, and
+	// serve the error message too.
+	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	cert := sha256.Sum256(leaf.Raw)
 	for _, p := range pins {
-		if p.Matches(leaf) {
+		if (p.Selector == PinSPKI && p.Sum == spki) || (p.Selector != PinSPKI && p.Sum == cert) {
 			return nil
 		}
 	}
-	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-	cert := sha256.Sum256(leaf.Raw)
 	return &mailsec.Error{Code: mailsec.TLSCertificate, Op: "handshake",
 		Detail: "the server certificate matches no pin: its key pin is sha256:" + base64.StdEncoding.EncodeToString(spki[:]) +
 			" and its certificate fingerprint " + Fingerprint(cert[:])}

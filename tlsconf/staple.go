@@ -31,13 +31,17 @@ type Stapler struct {
 	states map[[sha256.Size]byte]*stapleState
 }
 
-// stapleState is what the stapler holds for one certificate.
+// stapleState is what the stapler holds for one certificate. The leaf and
+// its issuer are parsed once, when the certificate is first seen, rather
+// than on every handshake; they stay nil for a certificate that cannot be
+// stapled (no issuer in its chain, or no responder named).
 type stapleState struct {
-	der      []byte    // the verified response, nil before the first success
-	expires  time.Time // when der may no longer be sent
-	refresh  time.Time // when to fetch again
-	fetching bool
-	used     time.Time
+	leaf, issuer *x509.Certificate
+	der          []byte    // the verified response, nil before the first success
+	expires      time.Time // when der may no longer be sent
+	refresh      time.Time // when to fetch again
+	fetching     bool
+	used         time.Time
 }
 
 // Retry and validity rules of the stapler.
@@ -64,26 +68,26 @@ func NewStapler(get func(*tls.ClientHelloInfo) (*tls.Certificate, error), logger
 // current response stapled, when there is one.
 func (s *Stapler) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	cert, err := s.get(hello)
-	if err != nil || cert == nil {
+	if err != nil || cert == nil || len(cert.Certificate) == 0 {
 		return cert, err
 	}
-	leaf, issuer, err := stapleChain(cert)
-	if err != nil || len(leaf.OCSPServer) == 0 {
-		return cert, nil
-	}
 	now := time.Now()
-	key := sha256.Sum256(leaf.Raw)
+	key := sha256.Sum256(cert.Certificate[0])
 	s.mu.Lock()
 	st := s.states[key]
 	if st == nil {
 		s.forget(now)
-		st = &stapleState{}
+		st = stapleStateFor(stapleChain(cert))
 		s.states[key] = st
 	}
 	st.used = now
+	if st.leaf == nil {
+		s.mu.Unlock()
+		return cert, nil
+	}
 	if !st.fetching && !now.Before(st.refresh) {
 		st.fetching = true
-		go s.refresh(st, leaf, issuer)
+		go s.refresh(st)
 	}
 	var der []byte
 	if now.Before(st.expires) {
@@ -109,22 +113,34 @@ func (s *Stapler) Fetch(ctx context.Context, cert *tls.Certificate) error {
 	der, resp, err := fetchStaple(ctx, leaf, issuer)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := sha256.Sum256(leaf.Raw)
+	key := sha256.Sum256(cert.Certificate[0])
 	st := s.states[key]
 	if st == nil {
-		st = &stapleState{used: time.Now()}
+		st = stapleStateFor(leaf, issuer, nil)
+		st.used = time.Now()
 		s.states[key] = st
 	}
 	s.store(st, der, resp, err)
 	return err
 }
 
-func (s *Stapler) refresh(st *stapleState, leaf, issuer *x509.Certificate) {
+// stapleStateFor is a new state for a certificate with the leaf and issuer
+// stapleChain found, leaving them nil when there is nothing to staple.
+func stapleStateFor(leaf, issuer *x509.Certificate, err error) *stapleState {
+	if err != nil || len(leaf.OCSPServer) == 0 {
+		return &stapleState{}
+	}
+	return &stapleState{leaf: leaf, issuer: issuer}
+}
+
+// refresh fetches a response for st in the background; st.leaf and
+// st.issuer never change once set, so they are read without the lock.
+func (s *Stapler) refresh(st *stapleState) {
 	ctx, cancel := context.WithTimeout(context.Background(), stapleFetchTimeout)
 	defer cancel()
-	der, resp, err := fetchStaple(ctx, leaf, issuer)
+	der, resp, err := fetchStaple(ctx, st.leaf, st.issuer)
 	if err != nil {
-		s.log.Warn("cannot fetch an OCSP response to staple", "subject", leaf.Subject.String(), "err", err)
+		s.log.Warn("cannot fetch an OCSP response to staple", "subject", st.leaf.Subject.String(), "err", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -35,14 +35,11 @@ p3_fetch() {
   P3_RC=$?
 }
 
-# p3_digests DIR...: sorted SHA-256 sums of the regular files in DIRs.
-p3_digests() { find "$@" -type f -exec sha256sum {} + | awk '{print $1}' | sort; }
-
 # p3_same DIR: the Maildir DIR holds exactly the messages delivered.
 p3_same() {
   local got want
-  got=$(p3_digests "$1/new" "$1/cur")
-  want=$(p3_digests "$P3_SENT")
+  got=$(digests "$1/new" "$1/cur")
+  want=$(digests "$P3_SENT")
   if [[ $got != "$want" ]]; then
     diff <(echo "$want") <(echo "$got") >"$LOGS/$CHECK.digest-diff"
     why "fetched messages in $1 differ from those delivered (see $LOGS/$CHECK.digest-diff)"

@@ -25,29 +25,19 @@ chmod 755 "$PX"
 PX_PASS=$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')
 PX_DEAD=13089
 
-# px_wait_port PORT: wait up to 5 s for a loopback listener on PORT
-px_wait_port() {
-  local i
-  for ((i = 0; i < 50; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 # px_start NAME PORT CMD...: run CMD in the background, stop it at exit,
-# and wait for its port
+# and wait up to 5 s for its port
 px_start() {
   local name=$1 port=$2 pid
   shift 2
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  if port_open 127.0.0.1 "$port"; then
     echo "# proxy: port $port is already in use; $name not started" >&2
     return 1
   fi
   "$@" >"$LOGS/proxy-$name.log" 2>&1 &
   pid=$!
   on_exit "kill $pid"
-  px_wait_port "$port" || { echo "# proxy: $name did not listen on $port (see $LOGS/proxy-$name.log)" >&2; return 1; }
+  wait_port 127.0.0.1 "$port" 50 0.1 || { echo "# proxy: $name did not listen on $port (see $LOGS/proxy-$name.log)" >&2; return 1; }
 }
 
 cat >"$PX/danted.conf" <<EOF
@@ -275,8 +265,8 @@ t_px_fetch() {
   local rc=$?
   ((rc == 0)) || why "fetch exited $rc: $(jq -r '.error.message // empty' "$out" 2>/dev/null)" || return 1
   grep -qF "=== $kind tunnel to localhost:$POP3S_PORT open" "$err" || why "no $kind tunnel in the transcript" || return 1
-  got=$(find "$box/new" "$box/cur" -type f -exec sha256sum {} + 2>/dev/null | awk '{print $1}' | sort)
-  want=$(find "$PX/sent" -type f -exec sha256sum {} + | awk '{print $1}' | sort)
+  got=$(digests "$box/new" "$box/cur" 2>/dev/null)
+  want=$(digests "$PX/sent")
   [[ $got == "$want" ]] || why "fetched messages differ from the $PX_FETCH_N placed in dave's Maildir" || return 1
   px_no_secret "$out" "$err"
 }

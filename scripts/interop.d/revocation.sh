@@ -212,27 +212,30 @@ t_rv_send_revoked() {
 }
 check rv-send-revoked t_rv_send_revoked
 
+# rv_probe PORT: mailsec probe the listener on PORT; sets RV_OUT (its
+# stdout) and RV_RC
+rv_probe() {
+  RV_OUT=$LOGS/$CHECK.stdout
+  timeout 60 "$BIN" probe --server "$RV_HOST:$1" --ca-file "$RV_DIR/root.pem" --tls-server-name localhost \
+    >"$RV_OUT" 2>"$LOGS/$CHECK.stderr"
+  RV_RC=$?
+}
+
 t_rv_probe_revoked() {
-  local out=$LOGS/$CHECK.stdout rc
-  timeout 60 "$BIN" probe --server "$RV_HOST:$RV_REVOKED" --ca-file "$RV_DIR/root.pem" --tls-server-name localhost \
-    >"$out" 2>"$LOGS/$CHECK.stderr"
-  rc=$?
-  ((rc == 77)) || why "probe exit $rc, want 77" || return 1
-  grep -Eq "revocation 0 +CN=localhost: revoked per OCSP responder $RV_URL/ocsp" "$out" ||
-    why "probe does not show the leaf revoked: $(grep revocation "$out" | tr '\n' ' ')" || return 1
-  grep -Eq "revocation 1 .*intermediate: good per CRL $RV_URL/root.crl" "$out" ||
-    why "probe does not show the intermediate good from the root's CRL: $(grep revocation "$out" | tr '\n' ' ')"
+  rv_probe "$RV_REVOKED"
+  ((RV_RC == 77)) || why "probe exit $RV_RC, want 77" || return 1
+  grep -Eq "revocation 0 +CN=localhost: revoked per OCSP responder $RV_URL/ocsp" "$RV_OUT" ||
+    why "probe does not show the leaf revoked: $(grep revocation "$RV_OUT" | tr '\n' ' ')" || return 1
+  grep -Eq "revocation 1 .*intermediate: good per CRL $RV_URL/root.crl" "$RV_OUT" ||
+    why "probe does not show the intermediate good from the root's CRL: $(grep revocation "$RV_OUT" | tr '\n' ' ')"
 }
 check rv-probe-revoked t_rv_probe_revoked
 
 t_rv_probe_good() {
-  local out=$LOGS/$CHECK.stdout rc
-  timeout 60 "$BIN" probe --server "$RV_HOST:$RV_GOOD" --ca-file "$RV_DIR/root.pem" --tls-server-name localhost \
-    >"$out" 2>"$LOGS/$CHECK.stderr"
-  rc=$?
-  ((rc == 0)) || why "probe exit $rc: $(tail -n 1 "$LOGS/$CHECK.stderr")" || return 1
-  grep -Eq "revocation 0 +CN=localhost: good per OCSP responder $RV_URL/ocsp" "$out" ||
-    why "probe does not show the leaf good: $(grep revocation "$out" | tr '\n' ' ')"
+  rv_probe "$RV_GOOD"
+  ((RV_RC == 0)) || why "probe exit $RV_RC: $(tail -n 1 "$LOGS/$CHECK.stderr")" || return 1
+  grep -Eq "revocation 0 +CN=localhost: good per OCSP responder $RV_URL/ocsp" "$RV_OUT" ||
+    why "probe does not show the leaf good: $(grep revocation "$RV_OUT" | tr '\n' ' ')"
 }
 check rv-probe-good t_rv_probe_good
 
@@ -256,7 +259,6 @@ check rv-leaf-refuses-revoked t_rv_leaf
 
 # With the OCSP responder gone, the CRL still tells.
 t_rv_crl() {
-  local msg=$MSGS/$CHECK.eml
   mv "$RV_DIR/inter/index.txt" "$RV_DIR/inter/index.txt.off"
   rv_send "$RV_REVOKED"
   mv "$RV_DIR/inter/index.txt.off" "$RV_DIR/inter/index.txt"

@@ -87,15 +87,7 @@ sv_msg() {
 }
 
 # sv_file USER ID: the Maildir file holding Message-ID ID, waiting up to 15 s
-sv_file() {
-  local i f
-  for ((i = 0; i < 75; i++)); do
-    f=$(grep -rlF -- "Message-ID: <$2>" "$SV_DATA/mail/$1/new" "$SV_DATA/mail/$1/cur" 2>/dev/null | head -n 1)
-    [[ -n $f ]] && { echo "$f"; return 0; }
-    sleep 0.2
-  done
-  return 1
-}
+sv_file() { wait_maildir "$SV_DATA/mail/$1" "$2" 15; }
 
 # sv_arrived USER [EXTRA]: the message $SV_MSG arrived for USER, byte for
 # byte (after the Received header mailsec adds, and with CRLF line ends),
