@@ -115,8 +115,8 @@ func (m *Metrics) Message(octets int64, accepted bool, reason string) {
 // Delivered records how long storing an accepted message took.
 func (m *Metrics) Delivered(d time.Duration) { m.deliveryTime.Observe(d.Seconds()) }
 
-// Retrieved counts POP3 retrievals of one session.
-func (m *Metrics) Retrieved(listener string, messages int, octets int64) {
-	m.retrievals.WithLabelValues(listener).Add(float64(messages))
+// Retrieved counts one message retrieved in full with POP3 RETR.
+func (m *Metrics) Retrieved(listener string, octets int64) {
+	m.retrievals.WithLabelValues(listener).Inc()
 	m.retrievedBytes.WithLabelValues(listener).Add(float64(octets))
 }

@@ -3,13 +3,7 @@ package pop3d
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"path/filepath"
 	"strings"
@@ -17,29 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/wiretest"
 	"github.com/mailsec/mailsec/store"
 	"github.com/mailsec/mailsec/userdb"
 )
 
-// testTLS is a server certificate for 127.0.0.1 signed by a throwaway CA,
-// and a client configuration trusting that CA; made once.
+// testTLS is a server configuration with wiretest's certificate for
+// localhost and 127.0.0.1, and a client configuration trusting it; made
+// once, since key generation would otherwise dominate short tests.
 var testTLS = sync.OnceValues(func() (*tls.Config, *tls.Config) {
-	now := time.Now()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pop3d test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	leaf, _ := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{{Certificate: [][]byte{leaf}, PrivateKey: key}}},
-		&tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{wiretest.Cert()}},
+		&tls.Config{RootCAs: wiretest.Pool(), ServerName: "127.0.0.1"}
 })
 
 // testEnv is a running server with users alice and bob (password

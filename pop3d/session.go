@@ -184,7 +184,9 @@ func (ss *session) step() error {
 	if perr != nil {
 		return ss.fail(perr)
 	}
-	ss.log.Log(context.Background(), mailsec.LevelTrace, "command", "verb", cmd.verb)
+	if ss.log.Enabled(context.Background(), mailsec.LevelTrace) {
+		ss.log.Log(context.Background(), mailsec.LevelTrace, "command", "verb", cmd.verb)
+	}
 	r := ss.dispatch(cmd)
 	switch {
 	case r == nil:
@@ -420,8 +422,11 @@ func (ss *session) send(r *reply) {
 	if r.text == "" && !r.ok && r.close {
 		return // a silent close
 	}
-	ss.log.Log(context.Background(), mailsec.LevelTrace, "reply", "text", r.line())
-	ss.w.WriteString(r.line())
+	line := r.line()
+	if ss.log.Enabled(context.Background(), mailsec.LevelTrace) {
+		ss.log.Log(context.Background(), mailsec.LevelTrace, "reply", "text", line)
+	}
+	ss.w.WriteString(line)
 	ss.w.WriteString("\r\n")
 }
 

@@ -108,7 +108,7 @@ func (o pop3Observer) Auth(s pop3d.SessionInfo, mechanism string, ok bool) {
 
 // Retrieved implements pop3d.Observer.
 func (o pop3Observer) Retrieved(s pop3d.SessionInfo, octets int64) {
-	o.m.Retrieved(listenerName(s.Conn, s.Kind.String()), 1, octets)
+	o.m.Retrieved(listenerName(s.Conn, s.Kind.String()), octets)
 }
 
 // startMetrics serves m on addr, which must be a loopback address: the

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/mailsec/mailsec/internal/srvconn"
 )
 
 // bdatTransfer is a message arriving in BDAT chunks (RFC 3030). The
@@ -74,10 +72,7 @@ func (ss *session) bdat(cmd command) *reply {
 	w := &chunkWriter{t: t}
 	if _, err := io.CopyN(w, ss.r, size); err != nil {
 		ss.reset()
-		if srvconn.IsTimeout(err) {
-			return errTimeout
-		}
-		return &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}
+		return connFailed(err)
 	}
 	if last && t.check.prevCR {
 		t.check.refuse(errBareLF)
@@ -99,13 +94,7 @@ func (ss *session) bdat(cmd command) *reply {
 	err = <-t.result
 	tx := ss.tx
 	ss.tx = nil
-	if err != nil {
-		ss.log.Error("delivery failed", "err", err)
-		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: t.size})
-		return errStoreFailed
-	}
-	ss.observeMessage(MessageInfo{Outcome: Accepted, Octets: t.size, StoreTime: time.Since(end)})
-	return ss.accepted(&tx.env, t.size)
+	return ss.messageDone(&tx.env, t.size, nil, nil, err, end)
 }
 
 // bdatWhole delivers a message sent as a single "BDAT <size> LAST" chunk,
@@ -126,25 +115,8 @@ func (ss *session) bdatWhole(size int64) *reply {
 		io.Copy(io.Discard, struct{ io.Reader }{cr})
 	}
 	ss.tx = nil
-	switch {
-	case cr.ioErr != nil:
-		ss.log.Info("message transfer failed", "err", cr.ioErr)
-		ss.observeMessage(MessageInfo{Outcome: FailedTransfer, Octets: size - cr.r.N})
-		if srvconn.IsTimeout(cr.ioErr) {
-			return errTimeout
-		}
-		return &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}
-	case cr.check.refusal != nil:
-		ss.log.Warn("message refused", "reason", cr.check.refusal.text, "from", env.From)
-		ss.observeMessage(MessageInfo{Outcome: refusalOutcome(cr.check.refusal), Octets: size})
-		return cr.check.refusal
-	case err != nil:
-		ss.log.Error("delivery failed", "err", err)
-		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: size})
-		return errStoreFailed
-	}
-	ss.observeMessage(MessageInfo{Outcome: Accepted, Octets: size, StoreTime: time.Since(cr.end)})
-	return ss.accepted(env, size)
+	// Unless the connection failed the chunk was read whole (cr.r.N is 0).
+	return ss.messageDone(env, size-cr.r.N, cr.ioErr, cr.check.refusal, err, cr.end)
 }
 
 // chunkReader hands out one whole-message chunk, checked as lineChecker
@@ -182,10 +154,7 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 // skip reads and drops a chunk that is refused, then answers r.
 func (ss *session) skip(size int64, r *reply) *reply {
 	if _, err := io.CopyN(io.Discard, ss.r, size); err != nil {
-		if srvconn.IsTimeout(err) {
-			return errTimeout
-		}
-		return &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}
+		return connFailed(err)
 	}
 	return r
 }

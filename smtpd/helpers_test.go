@@ -3,13 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,30 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/wiretest"
 	"github.com/mailsec/mailsec/store"
 	"github.com/mailsec/mailsec/userdb"
 )
 
-// testTLS is a CA and a server certificate for 127.0.0.1, made once.
+// testTLS is a server configuration with wiretest's certificate for
+// localhost and 127.0.0.1, and a client configuration trusting it; made
+// once, since key generation would otherwise dominate short tests.
 var testTLS = sync.OnceValues(func() (*tls.Config, *tls.Config) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, _ := x509.CreateCertificate(rand.Reader, ca, ca, &key.PublicKey, key)
-	caCert, _ := x509.ParseCertificate(caDER)
-	skey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	leafDER, _ := x509.CreateCertificate(rand.Reader, leaf, caCert, &skey.PublicKey, key)
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	srv := &tls.Config{MinVersion: tls.VersionTLS12,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: skey}}}
-	cli := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-	return srv, cli
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{wiretest.Cert()}},
+		&tls.Config{RootCAs: wiretest.Pool(), ServerName: "127.0.0.1"}
 })
 
 // testEnv is a running server on loopback with users alice and bob

@@ -21,7 +21,7 @@ func (ss *session) data(cmd command) *reply {
 	}
 	ss.send(rep(354, "", "End data with <CR><LF>.<CR><LF>"))
 	if err := ss.flush(); err != nil {
-		return &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}
+		return errConnection
 	}
 	ss.in.startData(ss.srv.Limits.CommandTimeout, ss.srv.Limits.DataTimeout)
 	dr := newDataReader(ss.r, ss.srv.Limits.MaxMessageSize)
@@ -29,27 +29,41 @@ func (ss *session) data(cmd command) *reply {
 	dr.drain()
 	tx := ss.tx
 	ss.tx = nil
+	return ss.messageDone(&tx.env, dr.n, dr.ioErr, dr.refusal, err, dr.end)
+}
+
+// messageDone reports the fate of a message whose transfer is over, for
+// DATA and BDAT alike, and answers it: the connection failed (ioErr), the
+// content broke a rule (refusal), the Backend failed (err), or the message
+// was stored, its last octet read at end. octets is what was received.
+func (ss *session) messageDone(env *Envelope, octets int64, ioErr error, refusal *reply, err error, end time.Time) *reply {
 	switch {
-	case dr.ioErr != nil:
+	case ioErr != nil:
 		// The message did not arrive whole, so nothing was stored; the
 		// connection is unusable.
-		ss.log.Info("message transfer failed", "err", dr.ioErr)
-		ss.observeMessage(MessageInfo{Outcome: FailedTransfer, Octets: dr.n})
-		if srvconn.IsTimeout(dr.ioErr) {
-			return errTimeout
-		}
-		return &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}
-	case dr.refusal != nil:
-		ss.log.Warn("message refused", "reason", dr.refusal.text, "from", tx.env.From)
-		ss.observeMessage(MessageInfo{Outcome: refusalOutcome(dr.refusal), Octets: dr.n})
-		return dr.refusal
+		ss.log.Info("message transfer failed", "err", ioErr)
+		ss.observeMessage(MessageInfo{Outcome: FailedTransfer, Octets: octets})
+		return connFailed(ioErr)
+	case refusal != nil:
+		ss.log.Warn("message refused", "reason", refusal.text, "from", env.From)
+		ss.observeMessage(MessageInfo{Outcome: refusalOutcome(refusal), Octets: octets})
+		return refusal
 	case err != nil:
 		ss.log.Error("delivery failed", "err", err)
-		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: dr.n})
+		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: octets})
 		return errStoreFailed
 	}
-	ss.observeMessage(MessageInfo{Outcome: Accepted, Octets: dr.n, StoreTime: time.Since(dr.end)})
-	return ss.accepted(&tx.env, dr.n)
+	ss.observeMessage(MessageInfo{Outcome: Accepted, Octets: octets, StoreTime: time.Since(end)})
+	return ss.accepted(env, octets)
+}
+
+// connFailed answers a connection that failed in the middle of a
+// command: errTimeout when a deadline passed, else errConnection.
+func connFailed(err error) *reply {
+	if srvconn.IsTimeout(err) {
+		return errTimeout
+	}
+	return errConnection
 }
 
 // readyForMessage checks that DATA or BDAT may start a message now.

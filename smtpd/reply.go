@@ -63,6 +63,7 @@ var (
 	errAuthNeedsTLS = rep(538, "5.7.11", "Encryption required for requested authentication mechanism")
 	errShutdown     = &reply{code: 421, enh: "4.3.2", text: "Service shutting down, closing transmission channel", close: true}
 	errTimeout      = &reply{code: 421, enh: "4.4.2", text: "Timeout, closing transmission channel", close: true}
+	errConnection   = &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}
 	errTooBig       = rep(552, "5.3.4", "Message size exceeds fixed maximum message size")
 	errBareLF       = rep(554, "5.6.0", "Message rejected: bare LF or CR not allowed (RFC 5321 section 2.3.8)")
 	errNUL          = rep(554, "5.6.0", "Message rejected: NUL octet not allowed (RFC 5322 section 2.1)")

@@ -27,7 +27,7 @@ func (ss *session) startTLS(cmd command) *reply {
 	}
 	ss.send(rep(220, "2.0.0", "Ready to start TLS"))
 	if err := ss.flush(); err != nil {
-		return &reply{code: 421, enh: "4.4.2", text: "Connection error", close: true}
+		return errConnection
 	}
 	if !ss.handshake(tls.Server(ss.conn, ss.srv.TLSConfig)) {
 		return &reply{close: true} // nothing can be said outside the failed TLS
