@@ -56,6 +56,9 @@ type Service interface {
 	// Shutdown stops accepting and ends sessions gracefully within ctx.
 	// It may be called once per listener of a shared server.
 	Shutdown(ctx context.Context) error
+	// ImplicitTLS reports whether the listener starts TLS before the
+	// protocol (SMTPS, POP3S), for the metrics' count of handshakes.
+	ImplicitTLS() bool
 }
 
 // KindFunc makes the service for a listener of its kind.

@@ -64,3 +64,6 @@ func (s pop3Service) Serve(ln net.Listener) error {
 
 // Shutdown implements Service; the shared server ignores repeated calls.
 func (s pop3Service) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// ImplicitTLS implements Service.
+func (s pop3Service) ImplicitTLS() bool { return s.kind == pop3d.POP3S }

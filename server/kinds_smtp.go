@@ -72,3 +72,6 @@ func (s smtpService) Serve(ln net.Listener) error {
 
 // Shutdown implements Service; the shared server ignores repeated calls.
 func (s smtpService) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// ImplicitTLS implements Service.
+func (s smtpService) ImplicitTLS() bool { return s.kind == smtpd.SMTPS }

@@ -124,7 +124,7 @@ func Start(c *Config, log *slog.Logger) (*Server, error) {
 		}
 		if s.env.Metrics != nil {
 			ln = &metricsListener{Listener: ln, m: s.env.Metrics, name: l.Name, kind: l.Kind,
-				implicit: l.Kind == "smtps" || l.Kind == "pop3s"}
+				implicit: svc.ImplicitTLS()}
 		}
 		s.running = append(s.running, running{ln, svc})
 		s.info.Listeners = append(s.info.Listeners, ListenerInfo{Listener: l, Addr: ln.Addr().String()})
