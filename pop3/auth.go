@@ -98,14 +98,7 @@ func (c *Client) Login(ctx context.Context, user, password string) error {
 	if err := c.simple(ctx, "USER", "USER "+user); err != nil {
 		return err
 	}
-	rep, err := c.exchange(ctx, "PASS", "PASS "+password, "PASS "+redacted)
-	if err != nil {
-		return err
-	}
-	if !rep.OK {
-		return rep.err("PASS")
-	}
-	return nil
+	return c.simpleShown(ctx, "PASS", "PASS "+password, "PASS "+redacted)
 }
 
 // APOP logs in with the digest of the greeting's timestamp and the password
@@ -120,14 +113,7 @@ func (c *Client) APOP(ctx context.Context, user, password string) error {
 		return &mailsec.Error{Code: mailsec.AuthUnavailable, Op: "APOP", Detail: "the server greeting carries no APOP timestamp"}
 	}
 	sum := md5.Sum([]byte(stamp + password))
-	rep, err := c.exchange(ctx, "APOP", "APOP "+user+" "+hex.EncodeToString(sum[:]), "APOP "+user+" "+redacted)
-	if err != nil {
-		return err
-	}
-	if !rep.OK {
-		return rep.err("APOP")
-	}
-	return nil
+	return c.simpleShown(ctx, "APOP", "APOP "+user+" "+hex.EncodeToString(sum[:]), "APOP "+user+" "+redacted)
 }
 
 // apopStamp finds the msg-id timestamp "<...@...>" in a greeting. RFC 1939

@@ -10,7 +10,6 @@ package pop3
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -246,7 +245,13 @@ func (c *Client) quitQuietly(ctx context.Context) {
 
 // simple runs a command whose only useful answer is +OK.
 func (c *Client) simple(ctx context.Context, op, line string) error {
-	rep, err := c.cmd(ctx, op, line)
+	return c.simpleShown(ctx, op, line, line)
+}
+
+// simpleShown is simple for a command carrying a secret: the transcript
+// records shown instead of line (PASS, APOP).
+func (c *Client) simpleShown(ctx context.Context, op, line, shown string) error {
+	rep, err := c.exchange(ctx, op, line, shown)
 	if err != nil {
 		return err
 	}
@@ -290,7 +295,7 @@ func (c *Client) usable() error {
 
 // status reads one status line.
 func (c *Client) status(op string) (*Reply, error) {
-	line, err := readLine(c.wire.R)
+	line, err := wire.ReadLine(c.wire.R, maxLine)
 	if err == nil {
 		c.wire.Trace(false, line)
 		var rep *Reply
@@ -316,22 +321,10 @@ func (c *Client) multi(ctx context.Context, op string, max int, each func(string
 	return nil
 }
 
-// greetingHint says what a failed greeting most often means: a port that
-// expects TLS at once stays silent to a plain-text client, and an SMTP or
-// IMAP server greets with "220" or "* OK".
+// greetingHint adds to a failed greeting what it most likely means (see
+// wire.GreetingHint): no greeting on a plain connection, or an SMTP or IMAP
+// server's.
 func greetingHint(err error, mode TLSMode) error {
-	var me *mailsec.Error
-	if !errors.As(err, &me) {
-		return err
-	}
-	switch {
-	case me.Code == mailsec.Timeout && mode != TLSImplicit:
-		return mailsec.Errorf(mailsec.Timeout, "greeting", me.Err,
-			"the server sent no greeting; a port that expects TLS at once (implicit TLS, RFC 8314 section 3, as on 995) is silent like this, so try implicit TLS")
-	case me.Code == mailsec.Protocol && strings.Contains(me.Detail, `"220`):
-		return mailsec.Errorf(mailsec.Protocol, "greeting", nil, "this is an SMTP server, not POP3 (%s)", me.Detail)
-	case me.Code == mailsec.Protocol && strings.Contains(me.Detail, `"* OK`):
-		return mailsec.Errorf(mailsec.Protocol, "greeting", nil, "this is an IMAP server, not POP3 (%s)", me.Detail)
-	}
-	return err
+	return wire.GreetingHint(err, mode == TLSImplicit, "POP3", ImplicitTLSPort,
+		wire.Foreign{Prefix: `"220`, Name: "an SMTP"}, wire.Foreign{Prefix: `"* OK`, Name: "an IMAP"})
 }

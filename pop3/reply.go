@@ -2,10 +2,10 @@ package pop3
 
 import (
 	"bufio"
-	"bytes"
 	"strings"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wire"
 )
 
 // maxLine bounds every reply line the client reads whole (status lines and
@@ -53,7 +53,7 @@ func parseReply(line string) (*Reply, error) {
 		rep.Text = strings.TrimPrefix(line[1:], " ")
 		return &rep, nil
 	default:
-		return nil, mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed status line %q", clip(line))
+		return nil, mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed status line %q", wire.Clip(line))
 	}
 	rep.RespCode, rep.Text = splitRespCode(rest)
 	return &rep, nil
@@ -86,35 +86,13 @@ func splitRespCode(s string) (string, string) {
 	return strings.ToUpper(code), strings.TrimPrefix(s[end+1:], " ")
 }
 
-// readLine reads one line without its ending; a bare LF ends a line too,
-// since some servers send one. A line longer than maxLine is refused after
-// reading at most maxLine+2 octets of it.
-func readLine(r *bufio.Reader) (string, error) {
-	var buf []byte
-	for {
-		frag, err := r.ReadSlice('\n')
-		if len(buf)+len(frag) > maxLine+2 {
-			return "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "reply line longer than %d octets", maxLine)
-		}
-		buf = append(buf, frag...)
-		switch err {
-		case nil:
-			buf = bytes.TrimSuffix(buf[:len(buf)-1], []byte("\r"))
-			return string(buf), nil
-		case bufio.ErrBufferFull:
-			continue
-		}
-		return "", mailsec.NetError("read reply", mailsec.SocketRx, err)
-	}
-}
-
 // readMulti reads the lines of a multi-line response after its status line
 // (RFC 1939 section 3): each line has a leading "." removed when it has
 // one, and a line of "." alone ends the response. At most max lines are
 // accepted so that a hostile server cannot grow the result without bound.
 func readMulti(r *bufio.Reader, max int, each func(line string) error) error {
 	for n := 0; ; n++ {
-		line, err := readLine(r)
+		line, err := wire.ReadLine(r, maxLine)
 		if err != nil {
 			return err
 		}
@@ -128,12 +106,4 @@ func readMulti(r *bufio.Reader, max int, each func(line string) error) error {
 			return err
 		}
 	}
-}
-
-// clip shortens hostile text for an error message and keeps it valid UTF-8.
-func clip(s string) string {
-	if len(s) > 80 {
-		s = s[:80] + "…"
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
 }

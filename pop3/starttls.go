@@ -10,13 +10,6 @@ import "context"
 // CAPA again.
 func (c *Client) StartTLS(ctx context.Context) error {
 	return c.wire.StartTLS(ctx, "STLS", "octets", func() error {
-		rep, err := c.cmd(ctx, "STLS", "STLS")
-		if err != nil {
-			return err
-		}
-		if !rep.OK {
-			return rep.err("STLS")
-		}
-		return nil
+		return c.simple(ctx, "STLS", "STLS")
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wire"
 )
 
 // maxPath is the longest reverse- or forward-path (RFC 5321 section
@@ -20,7 +21,7 @@ const maxPath = 256
 // whether the address needs SMTPUTF8 (RFC 6531).
 func checkAddress(addr string, nullOK bool) (utf8Needed bool, err error) {
 	bad := func(why string) error {
-		return mailsec.Errorf(mailsec.Data, "address", nil, "invalid address %q: %s", clip(addr), why)
+		return mailsec.Errorf(mailsec.Data, "address", nil, "invalid address %q: %s", wire.Clip(addr), why)
 	}
 	if addr == "" {
 		if nullOK {

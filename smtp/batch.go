@@ -2,7 +2,6 @@ package smtp
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"github.com/mailsec/mailsec"
@@ -65,14 +64,8 @@ func (b *dataBatch) run(ctx context.Context) {
 	b.cmds = make([][]string, len(b.msgs))
 	for i, m := range b.msgs {
 		b.out[i].Result = &Result{Pipelining: true}
-		if m.Options != nil {
-			b.opts[i] = *m.Options
-		}
-		if len(m.To) == 0 {
-			b.out[i].Err = mailsec.Errorf(mailsec.Data, "send", nil, "no recipients")
-			continue
-		}
-		cmds, err := c.envelope(m.From, m.To, &b.opts[i])
+		o, cmds, err := c.transaction(m.From, m.To, m.Options)
+		b.opts[i] = o
 		if err != nil {
 			b.out[i].Err = err
 			continue
@@ -100,16 +93,6 @@ func (b *dataBatch) next(i int) int {
 	return -1
 }
 
-// write puts message i's envelope in the output buffer.
-func (b *dataBatch) write(i int) error {
-	for _, line := range b.cmds[i] {
-		if err := b.c.wire.Send(opName(line), line, line); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // step reads message cur's envelope replies (already sent), sends its
 // content and end of data together with the next envelope, and reads its
 // final reply. It returns the message whose envelope is now in flight.
@@ -118,14 +101,9 @@ func (b *dataBatch) step(ctx context.Context, cur int) int {
 	cmds, to := b.cmds[cur], b.msgs[cur].To
 	done := c.wire.Guard(ctx, 2)
 	defer done()
-	replies := make([]*Reply, 0, len(cmds))
-	for _, line := range cmds {
-		rep, err := c.read(opName(line))
-		if err != nil {
-			c.wire.Fail(ctx, err)
-			return -1
-		}
-		replies = append(replies, rep)
+	replies, err := c.readReplies(ctx, cmds)
+	if err != nil {
+		return -1
 	}
 	nxt := b.next(cur)
 	if err := c.checkEnvelope(ctx, cmds[:len(cmds)-1], to, replies, o, res, false); err != nil {
@@ -138,32 +116,14 @@ func (b *dataBatch) step(ctx context.Context, cur int) int {
 		b.out[cur].Err = rep.err("DATA", mailsec.SMTPServer)
 		return b.sendNext(ctx, nxt)
 	}
-	n, err := copyMessage(c.wire.W, b.msgs[cur].Body, c.readBuf(), true, c.opts.AllowLongLines)
+	var next []string
+	if nxt >= 0 {
+		next = b.cmds[nxt]
+	}
+	final, n, err := c.dataThen(ctx, b.msgs[cur].Body, next)
 	res.Bytes = n
 	if err != nil {
-		// No end-of-data mark was sent: closing drops the partial message
-		// (RFC 5321 section 3.3).
-		b.out[cur].Err = c.wire.Fail(ctx, netOr(err, "DATA"))
-		return -1
-	}
-	c.wire.Trace(true, fmt.Sprintf("[message: %d octets]", n))
-	if err := c.wire.Send("DATA", ".", "."); err != nil {
-		b.out[cur].Err = c.wire.Fail(ctx, err)
-		return -1
-	}
-	if nxt >= 0 {
-		if err := b.write(nxt); err != nil {
-			b.out[cur].Err = c.wire.Fail(ctx, err)
-			return -1
-		}
-	}
-	if err := c.wire.Flush("DATA"); err != nil {
-		b.out[cur].Err = c.wire.Fail(ctx, err)
-		return -1
-	}
-	final, err := c.read("end of data")
-	if err != nil {
-		b.out[cur].Err = c.wire.Fail(ctx, err)
+		b.out[cur].Err = err
 		return -1
 	}
 	b.out[cur].Err = finish(res, final)
@@ -177,8 +137,7 @@ func (b *dataBatch) sendNext(ctx context.Context, nxt int) int {
 	if nxt < 0 || c.wire.Broken != nil {
 		return -1
 	}
-	if err := b.write(nxt); err != nil {
-		c.wire.Fail(ctx, err)
+	if err := c.sendLines(ctx, b.cmds[nxt]); err != nil {
 		return -1
 	}
 	if err := c.wire.Flush("MAIL FROM"); err != nil {

@@ -33,9 +33,7 @@ func readData(p *wiretest.Peer) string {
 func TestSendBatchPipelinesDATA(t *testing.T) {
 	var bodies []string
 	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send(ehloPipeData)
+		greet(p, ehloPipeData)
 		p.Expect("MAIL FROM:<s@x.test>")
 		p.Expect("RCPT TO:<a@x.test>")
 		p.Expect("DATA")
@@ -57,10 +55,7 @@ func TestSendBatchPipelinesDATA(t *testing.T) {
 		p.Expect("QUIT")
 		p.Send("221 bye\r\n")
 	})
-	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialPlain(t, addr)
 	msgs := []Message{
 		{From: "s@x.test", To: []string{"a@x.test"}, Body: strings.NewReader("Subject: 1\n\n.dot\n")},
 		{From: "s@x.test", To: []string{"nobody@x.test"}, Body: strings.NewReader("Subject: 2\n\nlost\n")},
@@ -90,9 +85,7 @@ func TestSendBatchPipelinesDATA(t *testing.T) {
 // the ones after it carry the error; none is reported as sent.
 func TestSendBatchBrokenSession(t *testing.T) {
 	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send(ehloPipeData)
+		greet(p, ehloPipeData)
 		p.Expect("MAIL")
 		p.Expect("RCPT")
 		p.Expect("DATA")
@@ -102,10 +95,7 @@ func TestSendBatchBrokenSession(t *testing.T) {
 		p.Expect("RCPT")
 		p.Expect("DATA")
 	})
-	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialPlain(t, addr)
 	defer c.Close()
 	var msgs []Message
 	for range 3 {

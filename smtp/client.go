@@ -9,7 +9,6 @@ package smtp
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -239,24 +238,12 @@ func (c *Client) ehlo(ctx context.Context) error {
 	return nil
 }
 
-// greetingHint says what a failed greeting most often means: a port that
-// expects TLS at once stays silent to a plain-text client, and a POP3 or
-// IMAP server greets with "+OK" or "* OK".
+// greetingHint adds to a failed greeting what it most likely means (see
+// wire.GreetingHint): no greeting on a plain connection, or a POP3 or IMAP
+// server's.
 func greetingHint(err error, mode TLSMode) error {
-	var me *mailsec.Error
-	if !errors.As(err, &me) {
-		return err
-	}
-	switch {
-	case me.Code == mailsec.Timeout && mode != TLSImplicit:
-		return mailsec.Errorf(mailsec.Timeout, "greeting", me.Err,
-			"the server sent no greeting; a port that expects TLS at once (implicit TLS, RFC 8314 section 3, as on 465) is silent like this, so try implicit TLS")
-	case me.Code == mailsec.Protocol && strings.Contains(me.Detail, `"+OK`):
-		return mailsec.Errorf(mailsec.Protocol, "greeting", nil, "this is a POP3 server, not SMTP (%s)", me.Detail)
-	case me.Code == mailsec.Protocol && strings.Contains(me.Detail, `"* OK`):
-		return mailsec.Errorf(mailsec.Protocol, "greeting", nil, "this is an IMAP server, not SMTP (%s)", me.Detail)
-	}
-	return err
+	return wire.GreetingHint(err, mode == TLSImplicit, "SMTP", ImplicitTLSPort,
+		wire.Foreign{Prefix: `"+OK`, Name: "a POP3"}, wire.Foreign{Prefix: `"* OK`, Name: "an IMAP"})
 }
 
 // parseEHLO reads the keyword lines after the greeting line of an EHLO

@@ -31,6 +31,25 @@ func codeIs(t *testing.T, err error, want mailsec.Code) {
 	}
 }
 
+// greet plays the preamble of most scripted sessions: the greeting, the
+// client's EHLO and ehlo, the raw EHLO reply.
+func greet(p *wiretest.Peer, ehlo string) {
+	p.Send("220 mx.test\r\n")
+	p.Expect("EHLO")
+	p.Send(ehlo)
+}
+
+// dialPlain opens a plain-text session with a scripted server, failing the
+// test if it cannot.
+func dialPlain(t *testing.T, addr string) *Client {
+	t.Helper()
+	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 const ehloTLS = "250-mx.test\r\n250-PIPELINING\r\n250-AUTH PLAIN SCRAM-SHA-256\r\n250 8BITMIME\r\n"
 
 func TestStartTLSThenAuthThenSend(t *testing.T) {
@@ -101,9 +120,7 @@ func TestStartTLSThenAuthThenSend(t *testing.T) {
 
 func TestStartTLSMissingSendsNoCredentials(t *testing.T) {
 	addr, p, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send("250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n")
+		greet(p, "250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n")
 		p.Expect("QUIT")
 		p.Send("221 bye\r\n")
 	})
@@ -120,9 +137,7 @@ func TestStartTLSMissingSendsNoCredentials(t *testing.T) {
 
 func TestResponseInjectionAfterSTARTTLS(t *testing.T) {
 	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send("250-mx.test\r\n250 STARTTLS\r\n")
+		greet(p, "250-mx.test\r\n250 STARTTLS\r\n")
 		p.Expect("STARTTLS")
 		// The injected reply rides in the same packet as the 220.
 		p.Send("220 ready\r\n250-mx.test\r\n250 AUTH PLAIN\r\n")
@@ -138,9 +153,7 @@ func TestSecurityContextRules(t *testing.T) {
 	// skipped, then a supported one opened: in plain text only with the
 	// user's explicit consent.
 	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send("250-mx.test\r\n250 AUTH PLAIN\r\n")
+		greet(p, "250-mx.test\r\n250 AUTH PLAIN\r\n")
 		p.Expect("AUTH PLAIN")
 		p.Send("235 ok\r\n")
 		p.Expect("AUTH PLAIN") // seed 001: two drivers, two attempts
@@ -210,9 +223,7 @@ func TestHostileServers(t *testing.T) {
 
 func TestCloseMidDATA(t *testing.T) {
 	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send("250 mx.test\r\n")
+		greet(p, "250 mx.test\r\n")
 		p.Expect("MAIL")
 		p.Send("250 ok\r\n")
 		p.Expect("RCPT")
@@ -221,13 +232,10 @@ func TestCloseMidDATA(t *testing.T) {
 		p.Send("354 go\r\n")
 		p.Expect("")
 	})
-	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialPlain(t, addr)
 	<-time.After(0)
 	big := strings.NewReader(strings.Repeat("line of text\r\n", 1<<20))
-	_, err = c.Send(context.Background(), "a@b.test", []string{"c@d.test"}, big, nil)
+	_, err := c.Send(context.Background(), "a@b.test", []string{"c@d.test"}, big, nil)
 	if c := mailsec.CodeOf(err); c != mailsec.SocketTx && c != mailsec.SocketRx {
 		t.Fatalf("error %v", err)
 	}
@@ -254,9 +262,7 @@ func TestWrongNameAndUnknownCA(t *testing.T) {
 
 func TestPartialRecipientsAbortByDefault(t *testing.T) {
 	addr, p, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send("250-mx.test\r\n250 CHUNKING\r\n")
+		greet(p, "250-mx.test\r\n250 CHUNKING\r\n")
 		p.Expect("MAIL")
 		p.Send("250 ok\r\n")
 		p.Expect("RCPT TO:<a@x.test>")
@@ -266,11 +272,8 @@ func TestPartialRecipientsAbortByDefault(t *testing.T) {
 		p.Expect("RSET")
 		p.Send("250 ok\r\n")
 	})
-	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.Send(context.Background(), "s@x.test", []string{"a@x.test", "b@x.test"}, strings.NewReader("x"), nil)
+	c := dialPlain(t, addr)
+	_, err := c.Send(context.Background(), "s@x.test", []string{"a@x.test", "b@x.test"}, strings.NewReader("x"), nil)
 	codeIs(t, err, mailsec.SMTPServer)
 	if r := mailsec.ReplyOf(err); r.Code != 550 || r.Enhanced != "5.1.1" {
 		t.Fatalf("reply %+v", r)

@@ -59,9 +59,7 @@ func (r *tlsRecorder) Open(ctx context.Context, c security.Conn) error {
 // only under TLS, then runs after on the TLS session.
 func tlsServer(t *testing.T, after func(p *wiretest.Peer)) string {
 	addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send("250-mx.test\r\n250-STARTTLS\r\n250 AUTH X-PLAIN\r\n")
+		greet(p, "250-mx.test\r\n250-STARTTLS\r\n250 AUTH X-PLAIN\r\n")
 		p.Expect("STARTTLS")
 		p.Send("220 go ahead\r\n")
 		p.StartTLS()
@@ -140,9 +138,7 @@ func TestContextUnwindsOnFailure(t *testing.T) {
 func TestContextOpenErrorStops(t *testing.T) {
 	var log []string
 	addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send("250-mx.test\r\n250 AUTH X-PLAIN\r\n")
+		greet(p, "250-mx.test\r\n250 AUTH X-PLAIN\r\n")
 	})
 	boom := mailsec.Errorf(mailsec.Protocol, "B", nil, "B refuses")
 	sc := &security.Context{}

@@ -33,9 +33,7 @@ func noAUTH(t *testing.T, p *wiretest.Peer) {
 // toTLS runs greeting, plain EHLO with plainExt and STARTTLS up to the
 // handshake.
 func toTLS(p *wiretest.Peer, plainExt string) {
-	p.Send("220 mx.test ESMTP\r\n")
-	p.Expect("EHLO")
-	p.Send("250-mx.test\r\n" + plainExt + "250 STARTTLS\r\n")
+	greet(p, "250-mx.test\r\n"+plainExt+"250 STARTTLS\r\n")
 	p.Expect("STARTTLS")
 	p.Send("220 2.0.0 go ahead\r\n")
 	p.StartTLS()
@@ -46,9 +44,7 @@ func TestInjectionInLaterPacketBeforeServerHello(t *testing.T) {
 	// handshake: it becomes the first "TLS record", and the handshake
 	// must fail rather than skip it.
 	addr, p, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send("250-mx.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n")
+		greet(p, "250-mx.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n")
 		p.Expect("STARTTLS")
 		p.Send("220 ready\r\n")
 		time.Sleep(30 * time.Millisecond)
@@ -70,9 +66,7 @@ func TestSTARTTLSRefusedUnderMandatoryMode(t *testing.T) {
 	for _, code := range []string{"454 4.7.0 TLS not available", "502 5.5.1 no", "554 5.7.0 never"} {
 		t.Run(code[:3], func(t *testing.T) {
 			addr, p, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-				p.Send("220 mx.test\r\n")
-				p.Expect("EHLO")
-				p.Send("250-mx.test\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n")
+				greet(p, "250-mx.test\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n")
 				p.Expect("STARTTLS")
 				p.Send(code + "\r\n")
 				p.Expect("QUIT")
@@ -94,9 +88,7 @@ func TestSTARTTLSRefusedUnderOptionalModeStaysPlain(t *testing.T) {
 	// refuses it is not a server without STARTTLS; the session must not
 	// quietly continue in plain text with credentials.
 	addr, p, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send("250-mx.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n")
+		greet(p, "250-mx.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n")
 		p.Expect("STARTTLS")
 		p.Send("454 4.7.0 later\r\n")
 		p.Expect("QUIT")
@@ -271,10 +263,7 @@ func TestReplyOneBytePerPacket(t *testing.T) {
 		p.Expect("QUIT")
 		p.Send("221 bye\r\n")
 	})
-	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialPlain(t, addr)
 	if g := c.Greeting(); g != "mx.test\nhi" {
 		t.Fatalf("greeting %q", g)
 	}
@@ -312,9 +301,7 @@ func TestEndlessMultilineReplyTimesOut(t *testing.T) {
 func authServer(t *testing.T, mech string, script func(p *wiretest.Peer)) (string, <-chan struct{}) {
 	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
 		p.StartTLS()
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send("250-mx.test\r\n250 AUTH " + mech + "\r\n")
+		greet(p, "250-mx.test\r\n250 AUTH "+mech+"\r\n")
 		p.Expect("AUTH " + mech)
 		script(p)
 	})

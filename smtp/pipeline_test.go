@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strconv"
 	"strings"
@@ -35,9 +36,7 @@ func readChunk(p *wiretest.Peer, last bool) string {
 func TestBDATOneRoundTrip(t *testing.T) {
 	var got []string
 	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send(ehloPipeChunk)
+		greet(p, ehloPipeChunk)
 		for range 2 {
 			p.Expect("MAIL FROM:<s@x.test>")
 			p.Expect("RCPT TO:<a@x.test>")
@@ -47,10 +46,7 @@ func TestBDATOneRoundTrip(t *testing.T) {
 		p.Expect("QUIT")
 		p.Send("221 bye\r\n")
 	})
-	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialPlain(t, addr)
 	for i, m := range []string{"Subject: one\n\nbody\n.\n", "Subject: two\r\n\r\nx"} {
 		res, err := c.Send(context.Background(), "s@x.test", []string{"a@x.test"}, strings.NewReader(m), nil)
 		if err != nil {
@@ -75,9 +71,7 @@ func TestBDATOneRoundTrip(t *testing.T) {
 // the error, the recipient is marked refused, and RSET clears the session.
 func TestBDATOneRoundTripRefusedRecipient(t *testing.T) {
 	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send(ehloPipeChunk)
+		greet(p, ehloPipeChunk)
 		p.Expect("MAIL")
 		p.Expect("RCPT")
 		readChunk(p, true)
@@ -85,10 +79,7 @@ func TestBDATOneRoundTripRefusedRecipient(t *testing.T) {
 		p.Expect("RSET")
 		p.Send("250 ok\r\n")
 	})
-	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialPlain(t, addr)
 	res, err := c.Send(context.Background(), "s@x.test", []string{"nobody@x.test"}, strings.NewReader("x\n"), nil)
 	codeIs(t, err, mailsec.SMTPServer)
 	if r := mailsec.ReplyOf(err); r == nil || r.Code != 550 || r.Enhanced != "5.1.1" {
@@ -105,9 +96,7 @@ func TestBDATOneRoundTripRefusedRecipient(t *testing.T) {
 func TestBDATLargeMessageWaitsForEnvelope(t *testing.T) {
 	big := strings.Repeat(strings.Repeat("y", 70)+"\r\n", chunkSize/72+100)
 	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test\r\n")
-		p.Expect("EHLO")
-		p.Send(ehloPipeChunk)
+		greet(p, ehloPipeChunk)
 		p.Expect("MAIL")
 		p.Expect("RCPT")
 		p.Send("250 ok\r\n250 ok\r\n")
@@ -125,14 +114,31 @@ func TestBDATLargeMessageWaitsForEnvelope(t *testing.T) {
 		p.Expect("RSET")
 		p.Send("250 ok\r\n")
 	})
-	c, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialPlain(t, addr)
 	if _, err := c.Send(context.Background(), "s@x.test", []string{"a@x.test"}, strings.NewReader(big), nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Send(context.Background(), "s@x.test", []string{"b@x.test"}, strings.NewReader(big), nil)
+	_, err := c.Send(context.Background(), "s@x.test", []string{"b@x.test"}, strings.NewReader(big), nil)
 	codeIs(t, err, mailsec.SMTPServer)
+	<-done
+}
+
+// The connection drops while the envelope replies behind the last chunk are
+// read: the session breaks with that error. (The replies read so far must
+// not be judged as a whole envelope; that once indexed past their end.)
+func TestBDATOneRoundTripDropInEnvelopeReplies(t *testing.T) {
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		greet(p, ehloPipeChunk)
+		p.Expect("MAIL")
+		p.Expect("RCPT")
+		readChunk(p, true)
+		p.Send("250 ok\r\n")
+	})
+	c := dialPlain(t, addr)
+	_, err := c.Send(context.Background(), "s@x.test", []string{"a@x.test"}, strings.NewReader("x\n"), nil)
+	codeIs(t, err, mailsec.SocketRx)
+	if _, err := c.Send(context.Background(), "s@x.test", []string{"a@x.test"}, strings.NewReader("x\n"), nil); !errors.Is(err, mailsec.SocketRx) {
+		t.Fatalf("after the drop: %v, want the session's SocketRx", err)
+	}
 	<-done
 }

@@ -2,10 +2,10 @@ package smtp
 
 import (
 	"bufio"
-	"bytes"
 	"strings"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/internal/wire"
 )
 
 // Limits on what a server may send. RFC 5321 section 4.5.3.1.5 caps a reply
@@ -38,7 +38,7 @@ func readReply(r *bufio.Reader, raw func(line string)) (*Reply, error) {
 		if n == maxReplyLines {
 			return nil, mailsec.Errorf(mailsec.Protocol, "read reply", nil, "reply has more than %d lines", maxReplyLines)
 		}
-		line, err := readLine(r)
+		line, err := wire.ReadLine(r, maxReplyLine)
 		if err != nil {
 			return nil, err
 		}
@@ -63,35 +63,11 @@ func readReply(r *bufio.Reader, raw func(line string)) (*Reply, error) {
 	return rep, nil
 }
 
-// readLine reads one line without its line ending, refusing lines longer
-// than maxReplyLine so a hostile server cannot make the client buffer
-// without bound.
-func readLine(r *bufio.Reader) (string, error) {
-	var buf []byte
-	for {
-		frag, err := r.ReadSlice('\n')
-		if len(buf)+len(frag) > maxReplyLine+2 {
-			return "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "reply line longer than %d octets", maxReplyLine)
-		}
-		buf = append(buf, frag...)
-		if err == nil {
-			break
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		return "", mailsec.NetError("read reply", mailsec.SocketRx, err)
-	}
-	buf = bytes.TrimSuffix(buf, []byte("\n"))
-	buf = bytes.TrimSuffix(buf, []byte("\r"))
-	return string(buf), nil
-}
-
 // parseReplyLine splits "250-text" into its parts.
 func parseReplyLine(line string) (code int, more bool, text string, err error) {
 	if len(line) < 3 || !isDigit(line[0]) || !isDigit(line[1]) || !isDigit(line[2]) ||
 		line[0] < '2' || line[0] > '5' {
-		return 0, false, "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed reply line %q", clip(line))
+		return 0, false, "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed reply line %q", wire.Clip(line))
 	}
 	code = int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0')
 	switch {
@@ -102,7 +78,7 @@ func parseReplyLine(line string) (code int, more bool, text string, err error) {
 	case line[3] == '-':
 		return code, true, line[4:], nil
 	}
-	return 0, false, "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed reply line %q", clip(line))
+	return 0, false, "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed reply line %q", wire.Clip(line))
 }
 
 // splitEnhanced removes an RFC 3463 enhanced status code from the start of
@@ -150,11 +126,3 @@ func isEnhanced(s string) bool {
 }
 
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
-
-// clip shortens a hostile line for an error message and escapes it.
-func clip(s string) string {
-	if len(s) > 80 {
-		s = s[:80] + "…"
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
-}

@@ -65,14 +65,7 @@ func (c *Client) Send(ctx context.Context, from string, to []string, msg io.Read
 	if c.wire.Broken != nil {
 		return nil, c.wire.Broken
 	}
-	var o MailOptions
-	if opts != nil {
-		o = *opts
-	}
-	if len(to) == 0 {
-		return nil, mailsec.Errorf(mailsec.Data, "send", nil, "no recipients")
-	}
-	cmds, err := c.envelope(from, to, &o)
+	o, cmds, err := c.transaction(from, to, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +162,21 @@ func (c *Client) checkEnvelope(ctx context.Context, cmds, to []string, replies [
 	return nil
 }
 
+// transaction checks one message's envelope before anything is sent, for
+// Send and SendBatch alike: the options (the zero value for nil) and the
+// MAIL and RCPT lines.
+func (c *Client) transaction(from string, to []string, opts *MailOptions) (MailOptions, []string, error) {
+	var o MailOptions
+	if opts != nil {
+		o = *opts
+	}
+	if len(to) == 0 {
+		return o, nil, mailsec.Errorf(mailsec.Data, "send", nil, "no recipients")
+	}
+	cmds, err := c.envelope(from, to, &o)
+	return o, cmds, err
+}
+
 // envelope validates the addresses and builds MAIL and RCPT lines.
 func (c *Client) envelope(from string, to []string, o *MailOptions) ([]string, error) {
 	needUTF8, err := checkAddress(from, true)
@@ -261,14 +269,30 @@ func (c *Client) batch(ctx context.Context, cmds []string, pipelining bool) ([]*
 	}
 	done := c.wire.Guard(ctx, 1)
 	defer done()
-	for _, line := range cmds {
-		if err := c.wire.Send(opName(line), line, line); err != nil {
-			return nil, c.wire.Fail(ctx, err)
-		}
+	if err := c.sendLines(ctx, cmds); err != nil {
+		return nil, err
 	}
 	if err := c.wire.Flush("MAIL FROM"); err != nil {
 		return nil, c.wire.Fail(ctx, err)
 	}
+	return c.readReplies(ctx, cmds)
+}
+
+// sendLines buffers a pipelined command group; a failure breaks the
+// session. Send, the one-trip BDAT path and SendBatch all write envelopes
+// through it.
+func (c *Client) sendLines(ctx context.Context, cmds []string) error {
+	for _, line := range cmds {
+		if err := c.wire.Send(opName(line), line, line); err != nil {
+			return c.wire.Fail(ctx, err)
+		}
+	}
+	return nil
+}
+
+// readReplies reads one reply for each command of a pipelined group, in
+// order; a failure breaks the session.
+func (c *Client) readReplies(ctx context.Context, cmds []string) ([]*Reply, error) {
 	replies := make([]*Reply, 0, len(cmds))
 	for _, line := range cmds {
 		rep, err := c.read(opName(line))
@@ -303,6 +327,14 @@ func (c *Client) abort(ctx context.Context, replies []*Reply, chunking bool, cau
 func (c *Client) data(ctx context.Context, msg io.Reader) (*Reply, int64, error) {
 	done := c.wire.Guard(ctx, 2)
 	defer done()
+	return c.dataThen(ctx, msg, nil)
+}
+
+// dataThen sends the dot-stuffed message and its end-of-data mark after a
+// 354, then next in the same write (SendBatch's following envelope, which
+// RFC 2920 section 3.1 lets message content open), and reads the final
+// reply, under the caller's guard. A failure breaks the session.
+func (c *Client) dataThen(ctx context.Context, msg io.Reader, next []string) (*Reply, int64, error) {
 	n, err := copyMessage(c.wire.W, msg, c.readBuf(), true, c.opts.AllowLongLines)
 	if err != nil {
 		// The end-of-data mark was not sent, so closing the connection
@@ -313,6 +345,9 @@ func (c *Client) data(ctx context.Context, msg io.Reader) (*Reply, int64, error)
 	c.wire.Trace(true, fmt.Sprintf("[message: %d octets]", n))
 	if err := c.wire.Send("DATA", ".", "."); err != nil {
 		return nil, n, c.wire.Fail(ctx, err)
+	}
+	if err := c.sendLines(ctx, next); err != nil {
+		return nil, n, err
 	}
 	if err := c.wire.Flush("DATA"); err != nil {
 		return nil, n, c.wire.Fail(ctx, err)
@@ -404,10 +439,8 @@ func (w *chunker) send(last bool) (*Reply, error) {
 	env := w.env
 	w.env = nil
 	if env != nil {
-		for _, line := range env.cmds {
-			if err := c.wire.Send(opName(line), line, line); err != nil {
-				return nil, c.wire.Fail(w.ctx, err)
-			}
+		if err := c.sendLines(w.ctx, env.cmds); err != nil {
+			return nil, err
 		}
 		if !last {
 			// More than one chunk: hear the envelope's fate before any data.
@@ -460,17 +493,13 @@ func (w *chunker) send(last bool) (*Reply, error) {
 	return rep, nil
 }
 
-// readEnvelope reads one reply for each envelope command.
+// readEnvelope reads one reply for each envelope command. On failure
+// env.replies stays nil, so that sendOneTrip never judges a partial list
+// as the envelope's replies (it once indexed past its end).
 func (w *chunker) readEnvelope(env *pipedEnvelope) error {
-	env.replies = make([]*Reply, 0, len(env.cmds))
-	for _, line := range env.cmds {
-		rep, err := w.c.read(opName(line))
-		if err != nil {
-			return w.c.wire.Fail(w.ctx, err)
-		}
-		env.replies = append(env.replies, rep)
-	}
-	return nil
+	replies, err := w.c.readReplies(w.ctx, env.cmds)
+	env.replies = replies
+	return err
 }
 
 // netOr keeps a coded error as it is and codes a bare write error.

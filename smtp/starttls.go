@@ -1,10 +1,6 @@
 package smtp
 
-import (
-	"context"
-
-	"github.com/mailsec/mailsec"
-)
+import "context"
 
 // StartTLS implements security.Conn: STARTTLS (RFC 3207), then the
 // handshake. Bytes the server sent after its 220 and before the handshake
@@ -13,13 +9,6 @@ import (
 // the old reader, and the EHLO answer is discarded by the security context.
 func (c *Client) StartTLS(ctx context.Context) error {
 	return c.wire.StartTLS(ctx, "STARTTLS", "bytes", func() error {
-		rep, err := c.cmd(ctx, "STARTTLS", "STARTTLS")
-		if err != nil {
-			return err
-		}
-		if rep.Code != 220 {
-			return rep.err("STARTTLS", mailsec.SMTPServer)
-		}
-		return nil
+		return c.simple(ctx, "STARTTLS", "STARTTLS", 220)
 	})
 }
