@@ -25,6 +25,8 @@ type Metrics struct {
 	deliveryTime   prometheus.Histogram
 	retrievals     *prometheus.CounterVec
 	retrievedBytes *prometheus.CounterVec
+	outbound       *prometheus.CounterVec
+	outboundTime   prometheus.Histogram
 }
 
 // New makes the metrics, plus the Go runtime and process collectors (heap,
@@ -65,9 +67,18 @@ func New() *Metrics {
 			Name: "mailsec_pop3_retrieved_bytes_total",
 			Help: "Message octets read for POP3 RETR, per listener.",
 		}, []string{"listener"}),
+		outbound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsec_relay_deliveries_total",
+			Help: "Outbound delivery outcomes per recipient and attempt, by result (delivered, deferred, bounced) and transport security (none, tls: encrypted but not verified, verified, local).",
+		}, []string{"result", "tls"}),
+		outboundTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailsec_relay_delivery_seconds",
+			Help:    "Time from a message's arrival in the queue to its delivery, per delivered recipient.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 14),
+		}),
 	}
 	m.reg.MustRegister(m.connections, m.tlsHandshakes, m.auth, m.messages, m.bytesReceived, m.deliveryTime,
-		m.retrievals, m.retrievedBytes,
+		m.retrievals, m.retrievedBytes, m.outbound, m.outboundTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -119,4 +130,59 @@ func (m *Metrics) Delivered(d time.Duration) { m.deliveryTime.Observe(d.Seconds(
 func (m *Metrics) Retrieved(listener string, octets int64) {
 	m.retrievals.WithLabelValues(listener).Inc()
 	m.retrievedBytes.WithLabelValues(listener).Add(float64(octets))
+}
+
+// Outbound counts one recipient's delivery outcome and, when delivered,
+// how long it took from arrival.
+func (m *Metrics) Outbound(result, tls string, latency time.Duration) {
+	m.outbound.WithLabelValues(result, tls).Inc()
+	if result == "delivered" {
+		m.outboundTime.Observe(latency.Seconds())
+	}
+}
+
+// QueueStats is what the queue gauges read at each scrape.
+type QueueStats struct {
+	Messages, Recipients, Deferred int
+	Octets                         int64
+	OldestAge                      time.Duration
+}
+
+// WatchQueue adds the queue gauges, which call stats at each scrape so
+// that the depth shown is the queue's own (the database's, for a queue
+// several nodes share), never a count kept by this process.
+func (m *Metrics) WatchQueue(stats func() (QueueStats, error)) {
+	m.reg.MustRegister(&queueCollector{stats: stats})
+}
+
+var (
+	queueMessages   = prometheus.NewDesc("mailsec_queue_messages", "Messages in the outbound queue.", nil, nil)
+	queueRecipients = prometheus.NewDesc("mailsec_queue_recipients", "Recipients still to be delivered.", nil, nil)
+	queueDeferred   = prometheus.NewDesc("mailsec_queue_deferred_messages", "Queued messages that have had at least one failed attempt.", nil, nil)
+	queueOctets     = prometheus.NewDesc("mailsec_queue_bytes", "Octets of the queued messages.", nil, nil)
+	queueOldest     = prometheus.NewDesc("mailsec_queue_oldest_seconds", "Age of the oldest queued message.", nil, nil)
+)
+
+// queueCollector reads the queue at scrape time.
+type queueCollector struct {
+	stats func() (QueueStats, error)
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{queueMessages, queueRecipients, queueDeferred, queueOctets, queueOldest} {
+		ch <- d
+	}
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	st, err := c.stats()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(queueMessages, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(queueMessages, prometheus.GaugeValue, float64(st.Messages))
+	ch <- prometheus.MustNewConstMetric(queueRecipients, prometheus.GaugeValue, float64(st.Recipients))
+	ch <- prometheus.MustNewConstMetric(queueDeferred, prometheus.GaugeValue, float64(st.Deferred))
+	ch <- prometheus.MustNewConstMetric(queueOctets, prometheus.GaugeValue, float64(st.Octets))
+	ch <- prometheus.MustNewConstMetric(queueOldest, prometheus.GaugeValue, st.OldestAge.Seconds())
 }

@@ -8,6 +8,7 @@ package server
 import (
 	_ "embed"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,10 @@ type Config struct {
 	Metrics string `toml:"metrics"`
 	// Listeners are the ports to serve.
 	Listeners []Listener `toml:"listener"`
+	// Relay configures outbound delivery.
+	Relay RelayConfig `toml:"relay"`
+	// Queue selects where outbound mail waits.
+	Queue QueueConfig `toml:"queue"`
 }
 
 // TLSConfig names the server certificate and key (PEM files). Both empty
@@ -86,9 +91,19 @@ type Listener struct {
 // Duration is a time.Duration written as "5m" in TOML.
 type Duration time.Duration
 
-// UnmarshalText implements encoding.TextUnmarshaler.
+// UnmarshalText implements encoding.TextUnmarshaler. Besides Go's units
+// it takes whole days ("5d"), the unit queue lifetimes are spoken in.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	s := string(b)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid duration %q", s)
+		}
+		*d = Duration(time.Duration(n) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
 	*d = Duration(v)
 	return err
 }
@@ -147,5 +162,8 @@ func (c *Config) check() error {
 			return mailsec.Errorf(mailsec.Config, "config", nil, "listener %s: pop3 always requires STLS before login; tls = \"may\" is not possible", l.Name)
 		}
 	}
-	return nil
+	if err := c.Relay.check(); err != nil {
+		return err
+	}
+	return c.Queue.check()
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/mailsec/mailsec/metrics"
+	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/store"
 	"github.com/mailsec/mailsec/userdb"
 )
@@ -27,6 +28,8 @@ type Env struct {
 	Logger *slog.Logger
 	// Metrics collects the Prometheus metrics; nil when they are off.
 	Metrics *metrics.Metrics
+	// Queue takes the mail for other domains; nil when relaying is off.
+	Queue queue.Queue
 
 	mu     sync.Mutex
 	shared map[string]any

@@ -34,14 +34,20 @@ func newSMTPServer(env *Env) *smtpd.Server {
 	if env.Metrics != nil {
 		obs = smtpObserver{env.Metrics}
 	}
+	var backend smtpd.Backend = smtpd.Maildir{Store: env.Store}
+	if env.Queue != nil {
+		backend = queueBackend{local: smtpd.Maildir{Store: env.Store}, q: env.Queue}
+	}
 	return &smtpd.Server{
-		Hostname:  c.Hostname,
-		Domains:   c.Domains,
-		TLSConfig: env.TLS,
-		Users:     env.Users,
-		Backend:   smtpd.Maildir{Store: env.Store},
-		Logger:    env.Logger,
-		Observer:  obs,
+		Hostname:      c.Hostname,
+		Domains:       c.Domains,
+		TLSConfig:     env.TLS,
+		Users:         env.Users,
+		Backend:       backend,
+		Relay:         env.Queue != nil,
+		RelayNetworks: trustedNetworks(&c.Relay),
+		Logger:        env.Logger,
+		Observer:      obs,
 		Limits: smtpd.Limits{
 			MaxMessageSize:   c.Limits.MaxMessageSize,
 			MaxRecipients:    c.Limits.MaxRecipients,

@@ -13,6 +13,9 @@ import (
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/metrics"
+	"github.com/mailsec/mailsec/queue"
+	"github.com/mailsec/mailsec/queue/control"
+	"github.com/mailsec/mailsec/relay"
 	"github.com/mailsec/mailsec/store"
 	"github.com/mailsec/mailsec/userdb"
 )
@@ -27,6 +30,9 @@ type Server struct {
 	wg       sync.WaitGroup
 	shutdown time.Duration
 	metrics  *http.Server // nil when metrics are off
+	queue    queue.Queue  // nil when relaying is off
+	relay    *relay.Relay
+	control  *control.Server
 }
 
 type running struct {
@@ -46,6 +52,8 @@ type Info struct {
 	// MetricsAddr is where Prometheus metrics are served (GET /metrics),
 	// "" when they are off.
 	MetricsAddr string
+	// QueueDir holds the outbound queue, "" when relaying is off.
+	QueueDir string
 }
 
 // ListenerInfo is one started listener.
@@ -102,6 +110,18 @@ func Start(c *Config, log *slog.Logger) (*Server, error) {
 		s.env.Metrics = m
 		countTLS(s.env.TLS)
 	}
+	if c.Relay.Enabled {
+		if err := s.startRelay(c, log); err != nil {
+			s.closeAll(metricsLn)
+			return nil, err
+		}
+		s.env.Queue = s.queue
+		if s.control, err = control.Listen(ControlSocket(c.DataDir), s.queue, log); err != nil {
+			s.closeAll(metricsLn)
+			return nil, err
+		}
+		s.info.QueueDir = QueueDir(c.DataDir)
+	}
 	for _, l := range c.Listeners {
 		kind := lookupKind(l.Kind)
 		if kind == nil && l.Optional {
@@ -152,6 +172,15 @@ func (s *Server) closeAll(metricsLn net.Listener) {
 	if metricsLn != nil {
 		metricsLn.Close()
 	}
+	if s.control != nil {
+		s.control.Close()
+	}
+	if s.relay != nil {
+		s.relay.Shutdown(context.Background())
+	}
+	if s.queue != nil {
+		s.queue.Close()
+	}
 }
 
 // Info says where everything is.
@@ -175,6 +204,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
+	// The listeners are closed, so nothing is enqueued any more; the
+	// deliveries in progress get what is left of the shutdown time.
+	if s.control != nil {
+		s.control.Close()
+	}
+	if s.relay != nil {
+		if err := s.relay.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			errs = append(errs, err)
+		}
+	}
+	if s.queue != nil {
+		if err := s.queue.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if s.metrics != nil {
 		if err := s.metrics.Shutdown(ctx); err != nil {
 			errs = append(errs, err)

@@ -386,3 +386,8 @@ func (c *Client) read(op string) (*Reply, error) {
 	}
 	return rep, nil
 }
+
+// Err returns the error that broke the session, nil while the session can
+// carry another transaction: a relay keeping connections for reuse asks
+// it before handing a session to the next message.
+func (c *Client) Err() error { return c.wire.Broken }

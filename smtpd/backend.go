@@ -15,10 +15,41 @@ type Envelope struct {
 	// Mailboxes are the local users the recipients map to, one per entry
 	// of To, lower case.
 	Mailboxes []string
+	// Rcpts has, for each entry of To, its DSN parameters and whether it
+	// is local.
+	Rcpts []Rcpt
 	// AuthUser is the SASL identity of the client, "" when anonymous.
 	AuthUser string
 	// UTF8 is set when the client used the SMTPUTF8 parameter (RFC 6531).
 	UTF8 bool
+	// Body is the MAIL BODY parameter in upper case: "", "7BIT" or
+	// "8BITMIME" (RFC 6152).
+	Body string
+	// Ret and EnvID are the DSN parameters of MAIL (RFC 3461 section 4.3,
+	// 4.4), as sent.
+	Ret, EnvID string
+}
+
+// Rcpt is one accepted recipient.
+type Rcpt struct {
+	// Addr is the forward path, as in To.
+	Addr string
+	// Mailbox is the local user the recipient maps to, "" when the
+	// recipient is relayed to another domain.
+	Mailbox string
+	// Notify and ORcpt are the DSN parameters of RCPT (RFC 3461 section
+	// 4.1, 4.2), as sent.
+	Notify, ORcpt string
+}
+
+// Relayed reports whether any recipient is for another domain.
+func (e *Envelope) Relayed() bool {
+	for _, r := range e.Rcpts {
+		if r.Mailbox == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Backend stores accepted messages.

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -57,22 +58,27 @@ func (ss *session) mailParams(tx *transaction, params []param) *reply {
 				return errTooBig
 			}
 		case "BODY": // RFC 6152; BINARYMIME (RFC 3030) is not offered
-			if v := strings.ToUpper(pm.value); v != "7BIT" && v != "8BITMIME" {
+			v := strings.ToUpper(pm.value)
+			if v != "7BIT" && v != "8BITMIME" {
 				return rep(555, "5.5.4", "Unsupported BODY type")
 			}
+			tx.env.Body = v
 		case "SMTPUTF8": // RFC 6531 section 3.4
 			if pm.hasValue {
 				return errParamSyntax
 			}
 			tx.env.UTF8 = true
 		case "RET": // RFC 3461 section 4.3
-			if v := strings.ToUpper(pm.value); v != "FULL" && v != "HDRS" {
+			v := strings.ToUpper(pm.value)
+			if v != "FULL" && v != "HDRS" {
 				return errParamSyntax
 			}
+			tx.env.Ret = v
 		case "ENVID": // RFC 3461 section 4.4
-			if len(pm.value) > 100 {
+			if len(pm.value) > 100 || !validXtext(pm.value) {
 				return errParamSyntax
 			}
+			tx.env.EnvID = pm.value
 		case "AUTH": // RFC 4954 section 5: accepted, not trusted
 		default:
 			return rep(555, "5.5.4", "Unsupported parameter "+pm.key)
@@ -102,18 +108,33 @@ func (ss *session) rcpt(cmd command) *reply {
 	if !isASCII(p.addr) && !tx.env.UTF8 {
 		return rep(553, "5.6.7", "Non-ASCII recipient address requires SMTPUTF8") // RFC 6531 section 3.5
 	}
-	if r := ss.rcptParams(p.params); r != nil {
+	rc := Rcpt{Addr: p.addr}
+	if r := ss.rcptParams(p.params, &rc); r != nil {
 		return r
 	}
 	if p.domain != "" && !ss.srv.isLocal(p.domain) {
-		// No relaying (yet), not even for authenticated users.
-		return rep(550, "5.7.1", "Relay access denied")
+		if !ss.mayRelay() {
+			// Never an open relay: only an authenticated submitter, or a
+			// client in networks the operator trusts by name, may send
+			// to other domains (RFC 5321 section 7.1, RFC 6409 section 4.3).
+			return rep(550, "5.7.1", "Relay access denied")
+		}
+		if strings.HasPrefix(p.domain, "[") {
+			// An address literal would let a submitter aim the relay at
+			// any address, the relay's own network included.
+			return rep(553, "5.1.2", "Address literals are not relayed")
+		}
+		tx.env.To = append(tx.env.To, p.addr)
+		tx.env.Rcpts = append(tx.env.Rcpts, rc)
+		return okRecipient
 	}
 	box := strings.ToLower(p.local)
 	if strings.HasPrefix(box, "\"") || ss.srv.Users == nil || !ss.srv.Users.Exists(box) {
 		return rep(550, "5.1.1", "User unknown")
 	}
+	rc.Mailbox = box
 	tx.env.To = append(tx.env.To, p.addr)
+	tx.env.Rcpts = append(tx.env.Rcpts, rc)
 	if !tx.boxes[box] { // one copy per mailbox however often it is named
 		tx.boxes[box] = true
 		tx.env.Mailboxes = append(tx.env.Mailboxes, box)
@@ -121,9 +142,27 @@ func (ss *session) rcpt(cmd command) *reply {
 	return okRecipient
 }
 
-// rcptParams checks the ESMTP parameters of RCPT TO: only DSN's (RFC 3461
-// section 4.1, 4.2).
-func (ss *session) rcptParams(params []param) *reply {
+// mayRelay reports whether this client may send to other domains: an
+// authenticated submitter when the server relays, or a client whose
+// address is in RelayNetworks. The MX listener relays for nobody who did
+// not authenticate, and it offers no AUTH.
+func (ss *session) mayRelay() bool {
+	if ss.srv.Relay && ss.kind != MX && ss.authUser != "" {
+		return true
+	}
+	if a, err := netip.ParseAddr(ss.ip); err == nil {
+		for _, p := range ss.srv.RelayNetworks {
+			if p.Contains(a.Unmap()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rcptParams checks the ESMTP parameters of RCPT TO, only DSN's (RFC 3461
+// section 4.1, 4.2), and records them in rc.
+func (ss *session) rcptParams(params []param, rc *Rcpt) *reply {
 	seen := map[string]bool{}
 	for _, pm := range params {
 		if !ss.esmtp {
@@ -138,10 +177,12 @@ func (ss *session) rcptParams(params []param) *reply {
 			if !validNotify(strings.ToUpper(pm.value)) {
 				return errParamSyntax
 			}
+			rc.Notify = strings.ToUpper(pm.value)
 		case "ORCPT":
-			if t, _, ok := strings.Cut(pm.value, ";"); !ok || t == "" {
+			if t, _, ok := strings.Cut(pm.value, ";"); !ok || t == "" || !validXtext(pm.value) {
 				return errParamSyntax
 			}
+			rc.ORcpt = pm.value
 		default:
 			return rep(555, "5.5.4", "Unsupported parameter "+pm.key)
 		}
@@ -161,6 +202,28 @@ func validNotify(v string) bool {
 	}
 	return true
 }
+
+// validXtext checks RFC 3461 section 4 xtext: printable ASCII but "+"
+// and "=", with "+" and two upper-case hex digits for any other octet. The
+// values end up in queued envelopes and delivery reports, so nothing else
+// may pass.
+func validXtext(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '+':
+			if i+2 >= len(s) || !isUpperHex(s[i+1]) || !isUpperHex(s[i+2]) {
+				return false
+			}
+			i += 2
+		case c < '!' || c > '~' || c == '=':
+			return false
+		}
+	}
+	return true
+}
+
+func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
 
 // isLocal reports whether domain is one of the local domains.
 func (s *Server) isLocal(domain string) bool {

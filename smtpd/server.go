@@ -20,6 +20,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 
@@ -103,6 +104,16 @@ type Server struct {
 	Users Users
 	// Backend stores accepted messages. Required.
 	Backend Backend
+	// Relay lets authenticated clients of the Submission and SMTPS
+	// listeners send to any domain; the Backend then gets recipients with
+	// no Mailbox and must queue them for delivery. false refuses every
+	// non-local recipient with 550 5.7.1.
+	Relay bool
+	// RelayNetworks are client networks that may relay without
+	// authenticating, on any listener (Postfix's mynetworks); empty
+	// means none. Only for explicitly trusted hosts: a wide prefix here
+	// makes an open relay.
+	RelayNetworks []netip.Prefix
 	// Limits bound what one client can take; the zero value holds the
 	// documented defaults.
 	Limits Limits

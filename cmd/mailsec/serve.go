@@ -116,6 +116,9 @@ func printBanner(w io.Writer, in server.Info) {
 	if in.MetricsAddr != "" {
 		fmt.Fprintf(w, "  metrics:    http://%s/metrics\n", in.MetricsAddr)
 	}
+	if in.QueueDir != "" {
+		fmt.Fprintf(w, "  queue:      %s (outbound mail of authenticated users; mailsec queue list --data %s)\n", in.QueueDir, in.DataDir)
+	}
 	if len(first) == 0 {
 		return
 	}

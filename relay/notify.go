@@ -1,0 +1,99 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/mailsec/mailsec/dsn"
+	"github.com/mailsec/mailsec/queue"
+)
+
+// notify tells the sender about the recipients idx: a bounce (RFC 3464
+// delivery status notification, action failed) or, when delayed is set, a
+// delay notice. A local sender gets it in the mailbox at once; any other
+// through the queue, from the null sender so that it can never cause a
+// notice in turn. Mail from the null sender gets none (RFC 5321 section
+// 6.1, RFC 3461 section 6.2), and neither do recipients whose NOTIFY
+// excludes the event.
+func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results map[int]result, delayed bool) {
+	event := "FAILURE"
+	if delayed {
+		event = "DELAY"
+	}
+	if e.From == "" {
+		r.log.Info("no notice: the message has the null sender", "id", e.ID, "event", event)
+		return
+	}
+	rep := &dsn.Report{
+		ReportingMTA: r.o.Hostname,
+		From:         "MAILER-DAEMON@" + r.o.Hostname,
+		To:           e.From,
+		EnvID:        e.EnvID,
+		Arrival:      e.Created,
+		Headers:      e.Ret == "HDRS",
+		EightBit:     e.Body == "8BITMIME",
+		UTF8:         e.UTF8,
+	}
+	for _, k := range idx {
+		rc := e.Recipients[k]
+		if !rc.NotifyOn(event) {
+			continue
+		}
+		res := results[k]
+		dr := dsn.Recipient{Final: rc.Addr, Original: rc.ORcpt, Action: dsn.Failed, LastAttempt: time.Now()}
+		if res.fail != nil {
+			dr.Status = res.fail.status
+			if res.fail.reply != nil {
+				rp := res.fail.reply
+				dr.Diagnostic = strconv.Itoa(rp.Code) + " " + rp.Enhanced + " " + rp.Text()
+			} else {
+				dr.Diagnostic = res.fail.detail
+			}
+		}
+		if dr.Status == "" {
+			dr.Status = "5.0.0"
+		}
+		if res.outcome != nil {
+			dr.RemoteMTA = res.outcome.Host
+		}
+		if delayed {
+			dr.Action = dsn.Delayed
+			dr.Status = "4" + dr.Status[1:]
+			dr.WillRetryUntil = e.Created.Add(r.o.Lifetime)
+		}
+		rep.Recipients = append(rep.Recipients, dr)
+	}
+	if len(rep.Recipients) == 0 {
+		return
+	}
+	body, err := r.o.Queue.Body(ctx, e.ID)
+	if err != nil {
+		r.log.Error("notice not sent: cannot read the message", "id", e.ID, "err", err)
+		return
+	}
+	var buf bytes.Buffer
+	err = dsn.Write(&buf, rep, body, e.Size)
+	body.Close()
+	if err != nil {
+		r.log.Error("notice not sent: cannot compose it", "id", e.ID, "err", err)
+		return
+	}
+	if box := r.mailbox(e.From); box != "" && r.o.Local.Exists(box) {
+		if err := r.o.Local.Deliver([]string{box}, bytes.NewReader(buf.Bytes())); err == nil {
+			r.log.Info("notice delivered to the local sender", "id", e.ID, "event", event, "to", e.From)
+			return
+		}
+	}
+	env := &queue.Envelope{Recipients: []queue.Recipient{{Addr: e.From}}, UTF8: e.UTF8}
+	if e.Body == "8BITMIME" {
+		env.Body = e.Body
+	}
+	id, err := r.o.Queue.Enqueue(ctx, env, bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		r.log.Error("notice not queued", "id", e.ID, "event", event, "err", err)
+		return
+	}
+	r.log.Info("notice queued", "id", e.ID, "event", event, "to", e.From, "notice", id)
+}
