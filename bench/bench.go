@@ -9,6 +9,10 @@ import (
 	"context"
 	"io"
 	netsmtp "net/smtp"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -265,4 +269,29 @@ func (l *lines) Read(p []byte) (int, error) {
 // Verify checks that a Sender works by sending one message through it.
 func Verify(s Sender) error {
 	return s.Send(bytes.NewReader(Message(512)))
+}
+
+// StartProfile starts CPU profiling into dir/cpu.pprof and samples
+// allocations 128 times as often as by default (one per 4 KiB); stop
+// writes dir/allocs.pprof. The benchmarks' server children call it for
+// their -profile flags.
+func StartProfile(dir string) (stop func(), err error) {
+	f, err := os.Create(filepath.Join(dir, "cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	runtime.MemProfileRate = 4096
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		runtime.GC() // the profile shows the allocations up to the last GC
+		if h, err := os.Create(filepath.Join(dir, "allocs.pprof")); err == nil {
+			pprof.Lookup("allocs").WriteTo(h, 0)
+			h.Close()
+		}
+	}, nil
 }

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/dane"
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/smtp"
+	"github.com/mailsec/mailsec/tlsrpt"
 )
 
 // maxTries bounds the addresses tried per destination and attempt, as
@@ -43,7 +45,19 @@ func (r *Relay) deliverTo(ctx context.Context, e *queue.Entry, d *destination, i
 	var last *failure
 	var lastOutcome *queue.Outcome
 	tries := 0
-	for _, t := range d.hosts {
+	for i := range d.hosts {
+		t := &d.hosts[i]
+		if t.hp.skip != nil {
+			last, lastOutcome = t.hp.skip, &queue.Outcome{Host: t.name, TLS: &queue.TLSRecord{Policy: t.hp.level}}
+			continue
+		}
+		if e.RequireTLS && !t.hp.verified {
+			// RFC 8689 section 4.2.1: only to a server whose identity DANE,
+			// MTA-STS or the operator's verify policy authenticates.
+			last = permanentFailure("5.7.30", nil, "REQUIRETLS: the policy for %s (%s) does not authenticate the server, so the message cannot go there", t.name, t.hp.level)
+			lastOutcome = &queue.Outcome{Host: t.name, TLS: &queue.TLSRecord{Policy: t.hp.level}}
+			continue
+		}
 		if len(t.addrs) == 0 {
 			last = temporaryFailure("4.4.4", t.err, "cannot find the address of %s", t.name)
 			lastOutcome = &queue.Outcome{Host: t.name}
@@ -54,7 +68,7 @@ func (r *Relay) deliverTo(ctx context.Context, e *queue.Entry, d *destination, i
 				break
 			}
 			tries++
-			res, f, o := r.tryHost(ctx, e, d, t.name, a, idx)
+			res, f, o := r.tryHost(ctx, e, d, t, a, idx)
 			if res != nil {
 				return res
 			}
@@ -70,8 +84,8 @@ func (r *Relay) deliverTo(ctx context.Context, e *queue.Entry, d *destination, i
 // tryHost delivers over a new session to addr. It returns the
 // recipients' results once a server took the transaction, or the failure
 // that sends the relay to the next host.
-func (r *Relay) tryHost(ctx context.Context, e *queue.Entry, d *destination, name string, addr netip.Addr, idx []int) (map[int]result, *failure, *queue.Outcome) {
-	s, f, o := r.open(ctx, d, name, addr)
+func (r *Relay) tryHost(ctx context.Context, e *queue.Entry, d *destination, t *target, addr netip.Addr, idx []int) (map[int]result, *failure, *queue.Outcome) {
+	s, f, o := r.open(ctx, d, t, addr)
 	if f != nil {
 		return nil, f, o
 	}
@@ -89,6 +103,10 @@ func (r *Relay) tryKept(ctx context.Context, e *queue.Entry, d *destination, idx
 	for {
 		s := r.conns.get(d.reuseKey())
 		if s == nil {
+			return nil
+		}
+		if e.RequireTLS && !s.verified {
+			r.conns.put(s)
 			return nil
 		}
 		res, stale := r.transact(ctx, e, s, idx)
@@ -124,32 +142,36 @@ type session struct {
 	tls  *queue.TLSRecord
 	uses int
 	idle time.Time // when it was put back for reuse
+	// verified says the server was authenticated (for REQUIRETLS).
+	verified bool
 }
 
 // open connects to one address with the destination's policy; under May a
 // failed TLS handshake is followed by one more try in plain text with the
 // same host, and never elsewhere.
-func (r *Relay) open(ctx context.Context, d *destination, name string, addr netip.Addr) (*session, *failure, *queue.Outcome) {
+func (r *Relay) open(ctx context.Context, d *destination, t *target, addr netip.Addr) (*session, *failure, *queue.Outcome) {
 	hostport := net.JoinHostPort(addr.String(), strconv.Itoa(d.port))
-	s, f := r.dial(ctx, d, d.policy, name, hostport)
-	if f != nil && d.policy == May && tlsFailed(f.err) {
+	hp := &t.hp
+	s, f := r.dial(ctx, d, hp, hp.base, t.name, hostport)
+	if f != nil && hp.base == May && hp.dane == nil && tlsFailed(f.err) {
 		r.log.Warn("TLS failed, retrying the same host in plain text as policy may allows",
-			"host", name, "addr", hostport, "err", f.err)
-		s, f = r.dial(ctx, d, None, name, hostport)
+			"host", t.name, "addr", hostport, "err", f.err)
+		s, f = r.dial(ctx, d, hp, None, t.name, hostport)
 		if s != nil {
-			s.tls = &queue.TLSRecord{Policy: May.String(), Verdict: "handshake-failed"}
+			s.tls = &queue.TLSRecord{Policy: hp.level, Verdict: "handshake-failed"}
 		}
 	}
 	if f != nil {
-		rec := &queue.TLSRecord{Policy: d.policy.String()}
-		return nil, f, &queue.Outcome{Host: name, Addr: hostport, TLS: rec}
+		rec := &queue.TLSRecord{Policy: hp.level}
+		return nil, f, &queue.Outcome{Host: t.name, Addr: hostport, TLS: rec}
 	}
 	return s, nil, nil
 }
 
-// dial makes one session: TCP, greeting, EHLO, STARTTLS per policy, AUTH
-// for a smarthost.
-func (r *Relay) dial(ctx context.Context, d *destination, p Policy, name, hostport string) (*session, *failure) {
+// dial makes one session: TCP, greeting, EHLO, STARTTLS per policy p (the
+// host's, or None for may's plain retry), AUTH for a smarthost, and tells
+// TLS reporting how it went.
+func (r *Relay) dial(ctx context.Context, d *destination, hp *hostPolicy, p Policy, name, hostport string) (*session, *failure) {
 	opts := &smtp.Options{
 		TLSMode:        p.mode(d.port),
 		TLS:            p.tlsOptions(name, r.o.RootCAs),
@@ -159,21 +181,63 @@ func (r *Relay) dial(ctx context.Context, d *destination, p Policy, name, hostpo
 		CommandTimeout: r.o.CommandTimeout,
 		Logger:         r.o.Logger,
 	}
+	if hp.dane != nil && p != None {
+		opts.TLS.VerifyPeer = dane.VerifyConnection(hp.dane, hp.names)
+	}
 	c, err := smtp.Dial(ctx, hostport, opts)
 	if err != nil {
-		return nil, connectFailure(err, name, p)
+		f := connectFailure(err, name, hp.level)
+		if rt := reportResult(err, hp); rt != "" {
+			r.reportFailure(hp.report, tlsrpt.Failure{Result: rt, ReceivingMXHostname: name, ReceivingIP: hostOf(hostport)})
+		}
+		return nil, f
 	}
-	rec := &queue.TLSRecord{Policy: p.String()}
-	if st := c.TLS(); st != nil {
+	rec := &queue.TLSRecord{Policy: hp.level}
+	st := c.TLS()
+	if st != nil {
 		rec.Version = tls.VersionName(st.Version)
 		rec.CipherSuite = tls.CipherSuiteName(st.CipherSuite)
-		if p == Verify {
+		switch {
+		case hp.dane != nil:
+			rec.Verdict = "dane-matched"
+		case p == Verify:
 			rec.Verdict = "verified"
-		} else {
+		default:
 			rec.Verdict = verdict(st, name, r.o.RootCAs)
 		}
+		if hp.report.Type != "" {
+			r.reportSuccess(hp.report)
+		}
 	}
-	return &session{c: c, host: name, addr: hostport, tls: rec}, nil
+	return &session{c: c, host: name, addr: hostport, tls: rec, verified: st != nil && hp.verified}, nil
+}
+
+// reportResult names a session failure in TLS reporting's terms (RFC 8460
+// section 4.3), "" when it was not about TLS.
+func reportResult(err error, hp *hostPolicy) tlsrpt.ResultType {
+	switch mailsec.CodeOf(err) {
+	case mailsec.StartTLSUnavailable:
+		return tlsrpt.StartTLSNotSupported
+	case mailsec.TLSCertName:
+		return tlsrpt.CertificateHostMismatch
+	case mailsec.TLSCertificate:
+		switch {
+		case hp.dane != nil:
+			return tlsrpt.ValidationFailure
+		case strings.Contains(err.Error(), "expired"):
+			return tlsrpt.CertificateExpired
+		}
+		return tlsrpt.CertificateNotTrusted
+	case mailsec.TLS, mailsec.TLSProtocol:
+		return tlsrpt.ValidationFailure
+	}
+	return ""
+}
+
+// hostOf is the host part of host:port.
+func hostOf(hostport string) string {
+	h, _, _ := net.SplitHostPort(hostport)
+	return h
 }
 
 func (r *Relay) dialer() interface {
@@ -198,7 +262,7 @@ func tlsFailed(err error) bool {
 
 // connectFailure classes a session that could not be set up; all such
 // failures are temporary, since another host or a later try may succeed.
-func connectFailure(err error, name string, p Policy) *failure {
+func connectFailure(err error, name, p string) *failure {
 	switch code := mailsec.CodeOf(err); {
 	case code == mailsec.StartTLSUnavailable:
 		// RFC 5248's X.7.10, "Encryption Needed".
@@ -227,7 +291,7 @@ func (r *Relay) transact(ctx context.Context, e *queue.Entry, s *session, idx []
 	for i, k := range idx {
 		to[i] = e.Recipients[k].Addr
 	}
-	mo := &smtp.MailOptions{Size: e.Size, AllowPartial: true}
+	mo := &smtp.MailOptions{Size: e.Size, AllowPartial: true, RequireTLS: e.RequireTLS}
 	if e.Body == "8BITMIME" {
 		mo.Body = "8BITMIME"
 	}
@@ -248,8 +312,11 @@ func (r *Relay) transact(ctx context.Context, e *queue.Entry, s *session, idx []
 		return allFailed(idx, permanentFailure("5.3.4", err, "%v", err), s.outcome()), false
 	case mailsec.Unsupported:
 		status := "5.6.3"
-		if strings.Contains(err.Error(), "SMTPUTF8") {
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "SMTPUTF8"):
 			status = "5.6.7" // RFC 6531 section 3.5
+		case strings.Contains(msg, "REQUIRETLS"):
+			status = "5.7.30" // RFC 8689 section 5
 		}
 		return allFailed(idx, permanentFailure(status, err, "%v", err), s.outcome()), false
 	}

@@ -15,12 +15,25 @@ import (
 type Policy int
 
 const (
-	// May is seed 004's negotiated TLS and the default: STARTTLS when the
-	// server offers it, with the certificate recorded but not required to
-	// verify (RFC 7435 opportunistic security); plain text otherwise. After
-	// a failed handshake the same host is tried once more in plain text,
-	// the only level that ever falls back.
-	May Policy = iota
+	// Dane is the default: DANE (RFC 7672) for MX hosts that publish
+	// DNSSEC-signed TLSA records, else the domain's MTA-STS policy (RFC
+	// 8461) when it publishes one in enforce mode, else May. DANE wins
+	// where both exist (RFC 8461 section 2). It needs a validating
+	// resolver the relay can trust (Options.DNSSEC); without one it is
+	// MTA-STS, then May.
+	Dane Policy = iota
+	// DaneOnly requires DANE: a host without usable TLSA records is not
+	// used, and the mail waits.
+	DaneOnly
+	// MTASTS applies the domain's MTA-STS policy alone, ignoring DANE;
+	// May where there is none.
+	MTASTS
+	// May is seed 004's negotiated TLS: STARTTLS when the server offers
+	// it, with the certificate recorded but not required to verify (RFC
+	// 7435 opportunistic security); plain text otherwise. After a failed
+	// handshake the same host is tried once more in plain text, the only
+	// level that ever falls back.
+	May
 	// None never starts TLS.
 	None
 	// Encrypt requires TLS; the certificate is not checked, so a passive
@@ -42,14 +55,26 @@ func (p Policy) String() string {
 		return "encrypt"
 	case Verify:
 		return "verify"
+	case May:
+		return "may"
+	case DaneOnly:
+		return "dane-only"
+	case MTASTS:
+		return "mta-sts"
 	}
-	return "may"
+	return "dane"
 }
 
 // ParsePolicy reads a configuration name.
 func ParsePolicy(s string) (Policy, error) {
 	switch s {
-	case "may", "":
+	case "dane", "":
+		return Dane, nil
+	case "dane-only":
+		return DaneOnly, nil
+	case "mta-sts":
+		return MTASTS, nil
+	case "may":
 		return May, nil
 	case "none":
 		return None, nil
@@ -58,7 +83,7 @@ func ParsePolicy(s string) (Policy, error) {
 	case "verify", "secure":
 		return Verify, nil
 	}
-	return 0, mailsec.Errorf(mailsec.Config, "relay", nil, "unknown TLS policy %q (none, may, encrypt, verify)", s)
+	return 0, mailsec.Errorf(mailsec.Config, "relay", nil, "unknown TLS policy %q (none, may, encrypt, verify, dane, dane-only, mta-sts)", s)
 }
 
 // mode is the client TLS mode the policy asks for; implicit TLS for a

@@ -20,16 +20,17 @@ const maxHops = 50
 func (r *Relay) process(ctx context.Context, e *queue.Entry) {
 	pending := e.Pending()
 	results := map[int]result{}
-	if hops, err := r.hops(ctx, e.ID); err != nil {
+	h, err := r.readHeader(ctx, e.ID)
+	if err != nil {
 		for k, v := range allFailed(pending, temporaryFailure("4.3.0", err, "cannot read the queued message"), nil) {
 			results[k] = v
 		}
-	} else if hops > maxHops {
-		for k, v := range allFailed(pending, permanentFailure("5.4.6", nil, "the message has passed %d servers: a mail loop", hops), nil) {
+	} else if h.hops > maxHops {
+		for k, v := range allFailed(pending, permanentFailure("5.4.6", nil, "the message has passed %d servers: a mail loop", h.hops), nil) {
 			results[k] = v
 		}
 	} else {
-		r.attempt(ctx, e, pending, results)
+		r.attempt(ctx, e, h, pending, results)
 	}
 	if ctx.Err() != nil {
 		// Shutting down: what was tried is not recorded, so the message
@@ -42,7 +43,7 @@ func (r *Relay) process(ctx context.Context, e *queue.Entry) {
 // attempt delivers the recipients idx, local ones into their mailboxes and
 // the others grouped by destination, so that recipients sharing a next
 // hop share a transaction.
-func (r *Relay) attempt(ctx context.Context, e *queue.Entry, idx []int, results map[int]result) {
+func (r *Relay) attempt(ctx context.Context, e *queue.Entry, h header, idx []int, results map[int]result) {
 	var local []int
 	byDomain := map[string][]int{}
 	var domains []string
@@ -76,6 +77,7 @@ func (r *Relay) attempt(ctx context.Context, e *queue.Entry, idx []int, results 
 			}
 			continue
 		}
+		r.planHosts(ctx, d, h, e.RequireTLS)
 		g := byKey[d.reuseKey()]
 		if g == nil {
 			g = &group{d: d}
@@ -190,25 +192,39 @@ func (r *Relay) report(e *queue.Entry, k int, res result, age time.Duration) {
 	r.o.Observer.Delivery(DeliveryInfo{Result: kind, TLS: tlsLevel(o), Latency: age})
 }
 
-// hops counts the Received headers of a queued message.
-func (r *Relay) hops(ctx context.Context, id queue.ID) (int, error) {
+// header is what the relay reads from a queued message's header.
+type header struct {
+	// hops counts the Received fields.
+	hops int
+	// tlsOptional is a "TLS-Required: No" field (RFC 8689 section 3):
+	// the sender asks that the recipient's TLS policies be ignored.
+	tlsOptional bool
+}
+
+// readHeader reads the header of a queued message (at most 1 MiB of it).
+func (r *Relay) readHeader(ctx context.Context, id queue.ID) (header, error) {
+	var h header
 	body, err := r.o.Queue.Body(ctx, id)
 	if err != nil {
-		return 0, err
+		return h, err
 	}
 	defer body.Close()
 	br := bufio.NewReaderSize(io.LimitReader(body, 1<<20), 4096)
-	n := 0
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) <= 2 && (len(line) == 0 || line[0] == '\r' || line[0] == '\n') {
-			return n, nil // the end of the header (or of the message)
+			return h, nil // the end of the header (or of the message)
 		}
-		if len(line) >= 9 && strings.EqualFold(string(line[:9]), "received:") {
-			n++
+		name, value, ok := strings.Cut(string(line), ":")
+		switch {
+		case !ok:
+		case strings.EqualFold(name, "Received"):
+			h.hops++
+		case strings.EqualFold(name, "TLS-Required"):
+			h.tlsOptional = strings.EqualFold(strings.TrimSpace(value), "No")
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return n, nil
+			return h, nil
 		}
 	}
 }

@@ -23,12 +23,15 @@ import (
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/dial"
+	"github.com/mailsec/mailsec/mtasts"
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/sasl"
+	"github.com/mailsec/mailsec/tlsrpt"
 )
 
 // Options configure a Relay. Zero values mean the documented defaults;
-// Queue, Resolver and Hostname are required.
+// Resolver and Hostname are required, and Queue to Start (a relay without
+// one can still Explain).
 type Options struct {
 	// Hostname is the name sent in EHLO and written as Reporting-MTA in
 	// notices; it should be the host's public name.
@@ -41,8 +44,19 @@ type Options struct {
 	// ports exist for tests and for networks that remap 25.
 	Port int
 	// Policy is the TLS policy of destinations without a route of their
-	// own; the zero value is May.
+	// own; the zero value is Dane.
 	Policy Policy
+	// DNSSEC trusts the AD bit of the Resolver's answers, which is what
+	// DANE rests on (RFC 7672 section 2.1): set it only for a validating
+	// resolver on this host (or one reached over a path nobody can
+	// tamper with). Without it no TLSA record is ever used.
+	DNSSEC bool
+	// MTASTS fetches and caches the MTA-STS policies of recipient
+	// domains (RFC 8461); nil means none are used.
+	MTASTS *mtasts.Cache
+	// TLSReports is told the outcome of each TLS policy applied (RFC
+	// 8460); nil means no reports are kept.
+	TLSReports tlsrpt.Recorder
 	// Routes send the mail of some domains elsewhere, with their own
 	// policy (Postfix's transport and TLS policy maps).
 	Routes []Route
@@ -137,8 +151,8 @@ type Relay struct {
 
 // New checks the options and returns a relay that has not started.
 func New(o Options) (*Relay, error) {
-	if o.Queue == nil || o.Resolver == nil {
-		return nil, mailsec.Errorf(mailsec.Config, "relay", nil, "a queue and a resolver are required")
+	if o.Resolver == nil {
+		return nil, mailsec.Errorf(mailsec.Config, "relay", nil, "a resolver is required")
 	}
 	if o.Hostname == "" {
 		return nil, mailsec.Errorf(mailsec.Config, "relay", nil, "a host name is required")
@@ -180,7 +194,8 @@ func New(o Options) (*Relay, error) {
 	return r, nil
 }
 
-// Start begins claiming and delivering in the background.
+// Start begins claiming and delivering in the background; Options.Queue
+// must be set.
 func (r *Relay) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel

@@ -17,15 +17,21 @@ import (
 type Resolver interface {
 	// LookupMX returns a domain's MX hosts in the order to try them.
 	LookupMX(ctx context.Context, domain string) (*resolve.MX, error)
-	// LookupAddrs returns a host's IPv4 and IPv6 addresses.
+	// LookupAddrs returns a host's IPv4 and IPv6 addresses and whether
+	// the answers were DNSSEC-authenticated.
 	LookupAddrs(ctx context.Context, host string) ([]netip.Addr, bool, error)
+	// LookupTLSA returns the TLSA records of a host's port (RFC 6698).
+	LookupTLSA(ctx context.Context, host string, port int) (*resolve.TLSA, error)
 }
 
 // destination is where the mail of one recipient domain goes.
 type destination struct {
 	// key names the destination for concurrency limits and connection
 	// reuse: the domain for MX delivery, "[host:port]" for a next hop.
-	key    string
+	key string
+	// domain is the recipient domain, the policy domain of MTA-STS and
+	// TLS reports.
+	domain string
 	policy Policy
 	auth   *sasl.Credentials
 	port   int
@@ -34,13 +40,17 @@ type destination struct {
 	// mx is set for MX delivery (names checked under Verify are the MX
 	// host names, which DNS, not the operator, supplied).
 	mx bool
+	// secure says the MX answer was DNSSEC-authenticated.
+	secure bool
 }
 
 // target is one server of a destination.
 type target struct {
-	name  string
-	addrs []netip.Addr
-	err   error // the address lookup failed (temporarily)
+	name   string
+	addrs  []netip.Addr
+	err    error // the address lookup failed (temporarily)
+	secure bool  // the address answers were DNSSEC-authenticated
+	hp     hostPolicy
 }
 
 // routeFor returns the route configured for domain, exact match first,
@@ -66,9 +76,9 @@ func (r *Relay) resolveDestination(ctx context.Context, domain string) (*destina
 	rt := r.routeFor(domain)
 	switch {
 	case rt != nil && rt.NextHop != "":
-		return r.nextHop(ctx, rt.NextHop, rt.Policy, nil)
+		return r.nextHop(ctx, domain, rt.NextHop, rt.Policy, nil)
 	case rt == nil && r.o.Smarthost != nil:
-		return r.nextHop(ctx, r.o.Smarthost.Addr, r.o.Smarthost.Policy, r.o.Smarthost.Auth)
+		return r.nextHop(ctx, domain, r.o.Smarthost.Addr, r.o.Smarthost.Policy, r.o.Smarthost.Auth)
 	}
 	policy := r.o.Policy
 	if rt != nil {
@@ -87,9 +97,10 @@ func (r *Relay) resolveDestination(ctx context.Context, domain string) (*destina
 		// code for the refusal.
 		return nil, permanentFailure("5.1.10", nil, "the domain %s accepts no mail (null MX, RFC 7505)", domain)
 	}
-	d := &destination{key: strings.ToLower(domain), policy: policy, port: r.o.Port, mx: true}
+	d := &destination{key: strings.ToLower(domain), domain: strings.ToLower(domain), policy: policy, port: r.o.Port,
+		mx: true, secure: mx.Secure}
 	for _, h := range mx.Hosts {
-		d.hosts = append(d.hosts, target{name: h.Name, addrs: h.Addrs, err: h.Err})
+		d.hosts = append(d.hosts, target{name: h.Name, addrs: h.Addrs, err: h.Err, secure: h.Secure})
 	}
 	if len(d.hosts) == 0 {
 		return nil, temporaryFailure("4.4.4", nil, "no mail server of %s has an address", domain)
@@ -99,7 +110,7 @@ func (r *Relay) resolveDestination(ctx context.Context, domain string) (*destina
 
 // nextHop is the destination of a route or the smarthost: one host,
 // looked up by address only (no MX), as Postfix's "[host]:port".
-func (r *Relay) nextHop(ctx context.Context, hop string, policy Policy, auth *sasl.Credentials) (*destination, *failure) {
+func (r *Relay) nextHop(ctx context.Context, domain, hop string, policy Policy, auth *sasl.Credentials) (*destination, *failure) {
 	host, port := hop, r.o.Port
 	if h, p, err := net.SplitHostPort(hop); err == nil {
 		host = h
@@ -108,18 +119,19 @@ func (r *Relay) nextHop(ctx context.Context, hop string, policy Policy, auth *sa
 		}
 	}
 	host = strings.Trim(host, "[]")
-	d := &destination{key: "[" + net.JoinHostPort(host, strconv.Itoa(port)) + "]", policy: policy, port: port, auth: auth}
+	d := &destination{key: "[" + net.JoinHostPort(host, strconv.Itoa(port)) + "]", domain: strings.ToLower(domain),
+		policy: policy, port: port, auth: auth}
 	if a, err := netip.ParseAddr(host); err == nil {
 		d.hosts = []target{{name: host, addrs: []netip.Addr{a}}}
 		return d, nil
 	}
-	addrs, _, err := r.o.Resolver.LookupAddrs(ctx, host)
+	addrs, secure, err := r.o.Resolver.LookupAddrs(ctx, host)
 	if err != nil || len(addrs) == 0 {
 		// A configured next hop that does not resolve is the operator's
 		// problem to fix, not the recipient's: defer, never bounce.
 		return nil, temporaryFailure("4.4.4", err, "cannot find the address of next hop %s", host)
 	}
-	d.hosts = []target{{name: host, addrs: addrs}}
+	d.hosts = []target{{name: host, addrs: addrs, secure: secure}}
 	return d, nil
 }
 

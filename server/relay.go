@@ -2,15 +2,16 @@ package server
 
 import (
 	"context"
-	"crypto/x509"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/mailsec/mailsec/metrics"
+	"github.com/mailsec/mailsec/mtasts"
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/queue/embedded"
 	"github.com/mailsec/mailsec/relay"
@@ -19,6 +20,7 @@ import (
 	"github.com/mailsec/mailsec/smtpd"
 	"github.com/mailsec/mailsec/store"
 	"github.com/mailsec/mailsec/tlsconf"
+	"github.com/mailsec/mailsec/tlsrpt"
 	"github.com/mailsec/mailsec/userdb"
 )
 
@@ -38,52 +40,16 @@ func (s *Server) startRelay(c *Config, log *slog.Logger) error {
 		return err
 	}
 	s.queue = q
-	rc := &c.Relay
-	o := relay.Options{
-		Hostname:        c.Hostname,
-		Queue:           q,
-		Resolver:        &resolve.Resolver{Server: rc.Resolver},
-		Port:            rc.Port,
-		Lifetime:        time.Duration(rc.Lifetime),
-		DelayNotice:     time.Duration(rc.DelayNotice),
-		BackoffMin:      time.Duration(rc.BackoffMin),
-		BackoffMax:      time.Duration(rc.BackoffMax),
-		ConnectTimeout:  time.Duration(rc.ConnectTimeout),
-		CommandTimeout:  time.Duration(rc.CommandTimeout),
-		Concurrency:     rc.Concurrency,
-		Workers:         rc.Workers,
-		ConnectionReuse: time.Duration(rc.ConnectionReuse),
-		Local:           localStore{st: s.env.Store, users: s.env.Users, domains: c.Domains},
-		Logger:          log,
+	o, err := RelayOptions(c, log)
+	if err != nil {
+		q.Close()
+		return err
 	}
-	o.Policy, _ = relay.ParsePolicy(rc.TLS) // checked with the configuration
-	if rc.CAFile != "" {
-		var pool *x509.CertPool
-		if pool, err = tlsconf.LoadCAFile(rc.CAFile); err != nil {
-			q.Close()
-			return configErr("relay.ca_file", err, "cannot load %s", rc.CAFile)
-		}
-		o.RootCAs = pool
-	}
-	for _, rt := range rc.Routes {
-		p, _ := relay.ParsePolicy(rt.TLS)
-		if rt.TLS == "" {
-			p = o.Policy
-		}
-		o.Routes = append(o.Routes, relay.Route{Domain: rt.Domain, NextHop: rt.NextHop, Policy: p})
-	}
-	if rc.Smarthost != "" {
-		sh := &relay.Smarthost{Addr: rc.Smarthost}
-		sh.Policy, _ = relay.ParsePolicy(rc.smarthostTLS())
-		if rc.SmarthostUser != "" {
-			pw, err := rc.smarthostPassword()
-			if err != nil {
-				q.Close()
-				return err
-			}
-			sh.Auth = &sasl.Credentials{Username: rc.SmarthostUser, Password: pw}
-		}
-		o.Smarthost = sh
+	o.Queue = q
+	o.Local = localStore{st: s.env.Store, users: s.env.Users, domains: c.Domains}
+	if orTrue(c.Relay.TLSReports) {
+		s.tlsReports = &tlsrpt.Store{Dir: TLSReportDir(c.DataDir)}
+		o.TLSReports = s.tlsReports
 	}
 	if m := s.env.Metrics; m != nil {
 		o.Observer = relayObserver{m}
@@ -106,6 +72,74 @@ func (s *Server) startRelay(c *Config, log *slog.Logger) error {
 	s.relay = r
 	r.Start()
 	return nil
+}
+
+// RelayOptions builds the relay's options from the configuration: DNS,
+// policies, routes, smarthost, MTA-STS, timings. The caller adds the
+// queue, local delivery, reports and metrics; "mailsec probe --mx" uses
+// the options as they are, to explain what the relay would do.
+func RelayOptions(c *Config, log *slog.Logger) (relay.Options, error) {
+	rc := &c.Relay
+	res := &resolve.Resolver{Server: rc.Resolver}
+	o := relay.Options{
+		Hostname:        c.Hostname,
+		Resolver:        res,
+		DNSSEC:          res.Local() || rc.TrustResolver,
+		Port:            rc.Port,
+		Lifetime:        time.Duration(rc.Lifetime),
+		DelayNotice:     time.Duration(rc.DelayNotice),
+		BackoffMin:      time.Duration(rc.BackoffMin),
+		BackoffMax:      time.Duration(rc.BackoffMax),
+		ConnectTimeout:  time.Duration(rc.ConnectTimeout),
+		CommandTimeout:  time.Duration(rc.CommandTimeout),
+		Concurrency:     rc.Concurrency,
+		Workers:         rc.Workers,
+		ConnectionReuse: time.Duration(rc.ConnectionReuse),
+		Logger:          log,
+	}
+	o.Policy, _ = relay.ParsePolicy(rc.TLS) // checked with the configuration
+	if rc.CAFile != "" {
+		pool, err := tlsconf.LoadCAFile(rc.CAFile)
+		if err != nil {
+			return o, configErr("relay.ca_file", err, "cannot load %s", rc.CAFile)
+		}
+		o.RootCAs = pool
+	}
+	daneOnly := o.Policy == relay.DaneOnly
+	for _, rt := range rc.Routes {
+		p, _ := relay.ParsePolicy(rt.TLS)
+		if rt.TLS == "" {
+			p = o.Policy
+		}
+		daneOnly = daneOnly || p == relay.DaneOnly
+		o.Routes = append(o.Routes, relay.Route{Domain: rt.Domain, NextHop: rt.NextHop, Policy: p})
+	}
+	if !o.DNSSEC {
+		addr, _ := res.ServerAddr()
+		if daneOnly {
+			return o, configErr("relay.tls", nil, "dane-only needs a validating resolver on this host, and %s is not a loopback address; run one (unbound) and point relay.resolver at it, or set relay.trust_resolver if the path to it is safe", addr)
+		}
+		if o.Policy == relay.Dane && log != nil {
+			log.Warn("DANE is off: the resolver is not on this host, so its DNSSEC verdicts (the AD bit) cannot be trusted; MTA-STS and may apply. Point relay.resolver at a local validating resolver (unbound) to use DANE.", "resolver", addr)
+		}
+	}
+	if orTrue(rc.MTASTS) {
+		o.MTASTS = &mtasts.Cache{Fetcher: &mtasts.Fetcher{Resolver: res, RootCAs: o.RootCAs, DialContext: dialVia(res)},
+			Path: filepath.Join(c.DataDir, "mta-sts.json")}
+	}
+	if rc.Smarthost != "" {
+		sh := &relay.Smarthost{Addr: rc.Smarthost}
+		sh.Policy, _ = relay.ParsePolicy(rc.smarthostTLS())
+		if rc.SmarthostUser != "" {
+			pw, err := rc.smarthostPassword()
+			if err != nil {
+				return o, err
+			}
+			sh.Auth = &sasl.Credentials{Username: rc.SmarthostUser, Password: pw}
+		}
+		o.Smarthost = sh
+	}
+	return o, nil
 }
 
 // trustedNetworks parses relay.trusted_networks (checked with the
@@ -164,7 +198,7 @@ func (b queueBackend) Deliver(env *smtpd.Envelope, msg io.Reader) error {
 		return b.local.Deliver(env, msg)
 	}
 	qe := &queue.Envelope{From: env.From, AuthUser: env.AuthUser, UTF8: env.UTF8, Body: env.Body,
-		Ret: env.Ret, EnvID: env.EnvID}
+		Ret: env.Ret, EnvID: env.EnvID, RequireTLS: env.RequireTLS}
 	for _, r := range env.Rcpts {
 		qe.Recipients = append(qe.Recipients, queue.Recipient{Addr: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
@@ -172,5 +206,34 @@ func (b queueBackend) Deliver(env *smtpd.Envelope, msg io.Reader) error {
 	return err
 }
 
+// TLSReportDir is where the daily TLS reports of a data directory are.
+func TLSReportDir(dataDir string) string { return filepath.Join(dataDir, "tlsrpt") }
+
 // ControlSocket is where a running server answers queue commands.
 func ControlSocket(dataDir string) string { return filepath.Join(QueueDir(dataDir), "control.sock") }
+
+// dialVia dials host:port with the host looked up by the relay's own
+// resolver, so that the MTA-STS policy host is found where the MX hosts
+// are, not through another resolver the system may have.
+func dialVia(res *resolve.Resolver) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		addrs, _, err := res.LookupAddrs(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		var d net.Dialer
+		var last error
+		for _, a := range addrs {
+			c, err := d.DialContext(ctx, network, net.JoinHostPort(a.String(), port))
+			if err == nil {
+				return c, nil
+			}
+			last = err
+		}
+		return nil, last
+	}
+}

@@ -13,14 +13,24 @@ import (
 
 // RelayConfig is the [relay] table: outbound delivery.
 type RelayConfig struct {
-	// Enabled lets authenticated submitters send to other domains.
-	Enabled bool `toml:"enabled"`
+	// Enabled lets authenticated submitters send to other domains; nil
+	// (the key absent) means true.
+	Enabled *bool `toml:"enabled"`
 	// Resolver is the DNS server host:port; "" means /etc/resolv.conf's.
 	Resolver string `toml:"resolver"`
 	// Port is the destination port of MX delivery; 0 means 25.
 	Port int `toml:"port"`
-	// TLS is the default TLS policy (none, may, encrypt, verify).
+	// TLS is the default TLS policy (dane, dane-only, mta-sts, may,
+	// encrypt, verify, none).
 	TLS string `toml:"tls"`
+	// TrustResolver trusts the AD bit of a resolver that is not on this
+	// host, for DANE.
+	TrustResolver bool `toml:"trust_resolver"`
+	// MTASTS turns on MTA-STS policy fetching; nil means true.
+	MTASTS *bool `toml:"mta_sts"`
+	// TLSReports keeps daily TLS reports in <data_dir>/tlsrpt; nil means
+	// true.
+	TLSReports *bool `toml:"tls_reports"`
 	// CAFile holds the roots the verify policy trusts; "" means the
 	// system's.
 	CAFile string `toml:"ca_file"`
@@ -82,7 +92,7 @@ func (q *QueueConfig) check() error {
 
 func (r *RelayConfig) check() error {
 	if _, err := relay.ParsePolicy(r.TLS); err != nil {
-		return configErr("relay.tls", err, "%q is not a TLS policy (none, may, encrypt, verify)", r.TLS)
+		return configErr("relay.tls", err, "%q is not a TLS policy (dane, dane-only, mta-sts, may, encrypt, verify, none)", r.TLS)
 	}
 	if r.Resolver != "" {
 		if _, _, err := net.SplitHostPort(r.Resolver); err != nil {
@@ -167,3 +177,9 @@ func (r *RelayConfig) smarthostPassword() (string, error) {
 	line, _, _ := strings.Cut(string(b), "\n")
 	return strings.TrimRight(line, "\r"), nil
 }
+
+// On reports whether relaying is enabled.
+func (r *RelayConfig) On() bool { return orTrue(r.Enabled) }
+
+// orTrue reads a boolean whose absence means true.
+func orTrue(b *bool) bool { return b == nil || *b }

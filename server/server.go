@@ -17,6 +17,7 @@ import (
 	"github.com/mailsec/mailsec/queue/control"
 	"github.com/mailsec/mailsec/relay"
 	"github.com/mailsec/mailsec/store"
+	"github.com/mailsec/mailsec/tlsrpt"
 	"github.com/mailsec/mailsec/userdb"
 )
 
@@ -33,6 +34,8 @@ type Server struct {
 	queue    queue.Queue  // nil when relaying is off
 	relay    *relay.Relay
 	control  *control.Server
+	// tlsReports keeps the TLS reports; nil when they are off.
+	tlsReports *tlsrpt.Store
 }
 
 type running struct {
@@ -110,7 +113,7 @@ func Start(c *Config, log *slog.Logger) (*Server, error) {
 		s.env.Metrics = m
 		countTLS(s.env.TLS)
 	}
-	if c.Relay.Enabled {
+	if c.Relay.On() {
 		if err := s.startRelay(c, log); err != nil {
 			s.closeAll(metricsLn)
 			return nil, err
@@ -216,6 +219,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.queue != nil {
 		if err := s.queue.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.tlsReports != nil {
+		if err := s.tlsReports.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

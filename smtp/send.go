@@ -29,6 +29,11 @@ type MailOptions struct {
 	// others were refused. By default one refusal aborts the transaction,
 	// so that no recipient receives a message that others did not.
 	AllowPartial bool
+	// RequireTLS asks the server, and every server after it, to relay
+	// the message only over TLS with a verified certificate, or bounce it
+	// (REQUIRETLS, RFC 8689). It needs a session under TLS and a server
+	// offering REQUIRETLS; without either nothing is sent.
+	RequireTLS bool
 }
 
 // RecipientResult is the server's answer to one RCPT TO.
@@ -211,6 +216,17 @@ func (c *Client) envelope(from string, to []string, o *MailOptions) ([]string, e
 				"an address is not ASCII and the server does not offer SMTPUTF8 (RFC 6531)")
 		}
 		mail += " SMTPUTF8"
+	}
+	if o.RequireTLS {
+		// RFC 8689 section 4.1: the option only means something on a
+		// session that is itself under TLS, to a server that keeps it.
+		if c.wire.TLS == nil {
+			return nil, mailsec.Errorf(mailsec.Unsupported, "MAIL FROM", nil, "REQUIRETLS needs a session under TLS (RFC 8689 section 4.1)")
+		}
+		if _, ok := c.ext["REQUIRETLS"]; !ok {
+			return nil, mailsec.Errorf(mailsec.Unsupported, "MAIL FROM", nil, "the server does not offer REQUIRETLS (RFC 8689), so it would not keep the requirement")
+		}
+		mail += " REQUIRETLS"
 	}
 	_, dsn := c.ext["DSN"]
 	if o.Ret != "" || o.EnvID != "" || len(o.Notify) > 0 {

@@ -25,6 +25,9 @@ type Envelope struct {
 	// Body is the MAIL BODY parameter in upper case: "", "7BIT" or
 	// "8BITMIME" (RFC 6152).
 	Body string
+	// RequireTLS is the REQUIRETLS parameter (RFC 8689): relay only over
+	// verified TLS to servers that keep the requirement, or bounce.
+	RequireTLS bool
 	// Ret and EnvID are the DSN parameters of MAIL (RFC 3461 section 4.3,
 	// 4.4), as sent.
 	Ret, EnvID string

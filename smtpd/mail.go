@@ -79,6 +79,16 @@ func (ss *session) mailParams(tx *transaction, params []param) *reply {
 				return errParamSyntax
 			}
 			tx.env.EnvID = pm.value
+		case "REQUIRETLS": // RFC 8689 section 2
+			if pm.hasValue {
+				return errParamSyntax
+			}
+			if ss.tls == nil {
+				// Section 4.1: only on a session under TLS; the keyword is
+				// not even offered before.
+				return rep(530, "5.7.10", "REQUIRETLS needs TLS")
+			}
+			tx.env.RequireTLS = true
 		case "AUTH": // RFC 4954 section 5: accepted, not trusted
 		default:
 			return rep(555, "5.5.4", "Unsupported parameter "+pm.key)

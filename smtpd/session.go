@@ -307,6 +307,10 @@ func (ss *session) hello(cmd command) *reply {
 	if ss.tls == nil && ss.srv.TLSConfig != nil {
 		ext = append(ext, "STARTTLS")
 	}
+	// RFC 8689 section 2: REQUIRETLS only under TLS, where it can be kept.
+	if ss.tls != nil {
+		ext = append(ext, "REQUIRETLS")
+	}
 	// RFC 4954 section 4 and seed 004: AUTH only inside TLS, so that no
 	// client is tempted to send a password in the clear.
 	if ss.tls != nil && ss.srv.Users != nil && ss.authUser == "" {

@@ -55,6 +55,10 @@ type Options struct {
 	// Observe, when set, sees the peer's certificates before they are
 	// verified, so that a diagnostic tool can show a chain it rejects.
 	Observe func(tls.ConnectionState)
+	// VerifyPeer, when set, replaces the chain and name checks with its
+	// own (DANE, RFC 7672, where the TLSA records, not a CA, say which
+	// certificate is right); pins and revocation still apply on top.
+	VerifyPeer func(tls.ConnectionState) error
 }
 
 // Config is ConfigContext without a context: the revocation check of each
@@ -99,7 +103,7 @@ func (o *Options) ConfigContext(ctx context.Context, host string) (*tls.Config, 
 		name = host
 	}
 	v := &verifier{ctx: ctx, roots: roots, name: name, noName: o.NoServerNameCheck,
-		noChain: o.NoServerCertificateValidation, pins: pins, rev: o.Revocation, observe: o.Observe}
+		noChain: o.NoServerCertificateValidation, pins: pins, rev: o.Revocation, observe: o.Observe, peer: o.VerifyPeer}
 	return &tls.Config{
 		ServerName:   name,
 		MinVersion:   min,
@@ -147,6 +151,7 @@ type verifier struct {
 	pins    []Pin
 	rev     Revocation
 	observe func(tls.ConnectionState)
+	peer    func(tls.ConnectionState) error
 }
 
 func (v *verifier) verify(cs tls.ConnectionState) error {
@@ -157,6 +162,12 @@ func (v *verifier) verify(cs tls.ConnectionState) error {
 		return &mailsec.Error{Code: mailsec.TLSCertificate, Op: "handshake", Detail: "the server sent no certificate"}
 	}
 	leaf := cs.PeerCertificates[0]
+	if v.peer != nil {
+		if err := v.peer(cs); err != nil {
+			return err
+		}
+		return checkPins(leaf, v.pins)
+	}
 	var chain []*x509.Certificate
 	if !v.noChain {
 		inter := x509.NewCertPool()

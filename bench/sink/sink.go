@@ -58,6 +58,13 @@ type Config struct {
 	// behind it runs in plain text on loopback. This adds one in-process
 	// hop; compare clients on the same kind of sink.
 	HideChunking bool
+	// OnMessage, when set, is called for every accepted message with
+	// its first octets (up to 1024: the header of a small message) once
+	// its data has been read in full, before the server replies; a
+	// benchmark uses it to stamp arrival times. It must be safe for
+	// concurrent use. It only works in a sink started in this process
+	// (Start), not in a child (Spawn).
+	OnMessage func(head []byte) `json:"-"`
 }
 
 // String describes the configuration for reports.
@@ -108,6 +115,7 @@ func Start(cfg Config) (*Sink, error) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pemCert)
 	srv, stats := newServer()
+	stats.onMessage = cfg.OnMessage
 	tcfg := &tls.Config{Certificates: []tls.Certificate{cert}}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -142,6 +150,7 @@ func Start(cfg Config) (*Sink, error) {
 
 type counters struct {
 	messages, bytes atomic.Int64
+	onMessage       func(head []byte)
 }
 
 func newServer() (*gosmtp.Server, *counters) {
@@ -165,10 +174,23 @@ func (*session) Logout() error                          { return nil }
 func (*session) Mail(string, *gosmtp.MailOptions) error { return nil }
 func (*session) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
 func (s *session) Data(r io.Reader) error {
+	var head []byte
+	if s.st.onMessage != nil {
+		head = make([]byte, 1024)
+		k, err := io.ReadFull(r, head)
+		if err != nil && err != io.ErrUnexpectedEOF {
+			return err
+		}
+		head = head[:k]
+	}
 	n, err := io.Copy(io.Discard, r)
+	n += int64(len(head))
 	s.st.bytes.Add(n)
 	if err == nil {
 		s.st.messages.Add(1)
+		if s.st.onMessage != nil {
+			s.st.onMessage(head)
+		}
 	}
 	return err
 }

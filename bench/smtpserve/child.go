@@ -6,11 +6,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"time"
 
+	"github.com/mailsec/mailsec/bench"
 	"github.com/mailsec/mailsec/bench/sink"
 	"github.com/mailsec/mailsec/server"
 	"github.com/mailsec/mailsec/smtpd"
@@ -75,7 +75,7 @@ func serveChild() int {
 		discard.Serve(ln, smtpd.MX, smtpd.TLSMay)
 	})
 	if dir := os.Getenv(profileEnv); dir != "" {
-		stop, err := startProfile(dir)
+		stop, err := bench.StartProfile(dir)
 		if err != nil {
 			return childFail(err)
 		}
@@ -104,26 +104,3 @@ const sessionsEnv = "MAILSEC_BENCH_SMTPSERVE_SESSIONS"
 // profileEnv names the directory the child writes its CPU and allocation
 // profiles to (the -profile flag).
 const profileEnv = "MAILSEC_BENCH_SMTPSERVE_PROFILE"
-
-// startProfile starts CPU profiling into dir/cpu.pprof and samples
-// allocations 128 times as often as by default (one per 4 KiB); stop
-// writes dir/allocs.pprof.
-func startProfile(dir string) (stop func(), err error) {
-	f, err := os.Create(filepath.Join(dir, "cpu.pprof"))
-	if err != nil {
-		return nil, err
-	}
-	runtime.MemProfileRate = 4096
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return nil, err
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-		runtime.GC() // the profile shows the allocations up to the last GC
-		if h, err := os.Create(filepath.Join(dir, "allocs.pprof")); err == nil {
-			pprof.Lookup("allocs").WriteTo(h, 0)
-			h.Close()
-		}
-	}, nil
-}

@@ -53,11 +53,15 @@ func probeCmd() *cobra.Command {
 	var (
 		cf       connFlags
 		pop3Flag bool
+		mf       mxFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "probe --server HOST:PORT [--pop3]",
-		Short: "Show what a server offers before and after TLS, and its certificate chain",
+		Use:   "probe --server HOST:PORT [--pop3] | --mx DOMAIN",
+		Short: "Show what a server offers before and after TLS, and its certificate chain; or, with --mx, the TLS policy the relay would apply to a domain and why",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if mf.domain != "" {
+				return runProbeMX(cmd.Context(), &mf, cf.timeout, cf.json, cmd.OutOrStdout())
+			}
 			res := &probeResult{Server: cf.server}
 			run := runProbe
 			if pop3Flag {
@@ -79,6 +83,11 @@ func probeCmd() *cobra.Command {
 	}
 	cf.register(cmd.Flags(), "587")
 	cmd.Flags().BoolVar(&pop3Flag, "pop3", false, "probe a POP3 server (CAPA before and after STLS; default port 995)")
+	cmd.Flags().StringVar(&mf.domain, "mx", "", "explain outbound delivery to DOMAIN: MX hosts, DNSSEC, TLSA records, MTA-STS policy, and a test session with each host")
+	cmd.Flags().StringVar(&mf.serveConfig, "serve-config", "", "with --mx: mailsec serve's configuration, for its [relay] settings (default: the embedded one)")
+	cmd.Flags().StringVar(&mf.resolver, "resolver", "", "with --mx: DNS server host:port (overrides relay.resolver)")
+	cmd.Flags().IntVar(&mf.port, "mx-port", 0, "with --mx: destination port (overrides relay.port)")
+	cmd.Flags().BoolVar(&mf.noConnect, "no-connect", false, "with --mx: only look up, open no session")
 	return cmd
 }
 

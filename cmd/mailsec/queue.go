@@ -16,6 +16,7 @@ import (
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/queue/control"
 	"github.com/mailsec/mailsec/server"
+	"github.com/mailsec/mailsec/tlsrpt"
 )
 
 func init() { commands = append(commands, queueCmd()) }
@@ -129,8 +130,65 @@ func queueCmd() *cobra.Command {
 			return queueOp(args, idArg, withQueue, asJSON, cmd.OutOrStdout(), "deleted", queue.Admin.Delete)
 		},
 	}
-	cmd.AddCommand(list, show, retry, del)
+	var domain, day string
+	report := &cobra.Command{
+		Use:   "tls-report --domain DOMAIN [--date YYYY-MM-DD]",
+		Short: "Print a day's TLS report (RFC 8460) for a recipient domain: sessions per TLS policy, failures by result type",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if domain == "" {
+				return usageError{fmt.Errorf("--domain is required")}
+			}
+			cfg, err := loadServeConfig(configFile, dataDir, "")
+			if err != nil {
+				return err
+			}
+			when := time.Now().UTC()
+			if day != "" {
+				if when, err = time.Parse("2006-01-02", day); err != nil {
+					return usageError{fmt.Errorf("--date %q is not YYYY-MM-DD", day)}
+				}
+			}
+			st := &tlsrpt.Store{Dir: server.TLSReportDir(cfg.DataDir)}
+			rep, err := st.Report(domain, when, cfg.Hostname, "postmaster@"+cfg.Hostname,
+				when.Format("2006-01-02")+"."+domain+"@"+cfg.Hostname)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				printJSON(rep)
+				return nil
+			}
+			printTLSReport(cmd.OutOrStdout(), rep)
+			return nil
+		},
+	}
+	report.Flags().StringVar(&domain, "domain", "", "recipient domain (policy domain)")
+	report.Flags().StringVar(&day, "date", "", "UTC day (default: today)")
+	cmd.AddCommand(list, show, retry, del, report)
 	return cmd
+}
+
+// printTLSReport is the human view of a TLS report.
+func printTLSReport(w io.Writer, rep *tlsrpt.Report) {
+	fmt.Fprintf(w, "TLS report %s, %s to %s\n", rep.ReportID, rep.DateRange.Start.Format(time.RFC3339), rep.DateRange.End.Format(time.RFC3339))
+	if len(rep.Policies) == 0 {
+		fmt.Fprintln(w, "no sessions recorded")
+	}
+	for _, p := range rep.Policies {
+		fmt.Fprintf(w, "policy %s for %s: %d successful, %d failed sessions\n", p.Policy.Type, p.Policy.Domain,
+			p.Summary.TotalSuccessful, p.Summary.TotalFailure)
+		for _, s := range p.Policy.Strings {
+			fmt.Fprintf(w, "  %s\n", mailsec.Printable(s))
+		}
+		for _, f := range p.FailureDetails {
+			fmt.Fprintf(w, "  %d x %s", f.FailedSessionCount, f.Result)
+			if f.ReceivingMXHostname != "" {
+				fmt.Fprintf(w, " at %s [%s]", mailsec.Printable(f.ReceivingMXHostname), f.ReceivingIP)
+			}
+			fmt.Fprintln(w)
+		}
+	}
 }
 
 // queueOp runs retry or delete on the message named by args.

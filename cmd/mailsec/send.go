@@ -28,12 +28,13 @@ type sendResult struct {
 
 func sendCmd() *cobra.Command {
 	var (
-		cf       connFlags
-		from     string
-		to       []string
-		check    bool
-		fromHdrs bool
-		cs       composeSpec
+		cf         connFlags
+		from       string
+		to         []string
+		check      bool
+		requireTLS bool
+		fromHdrs   bool
+		cs         composeSpec
 	)
 	cmd := &cobra.Command{
 		Use:   "send --server HOST:PORT --from ADDR [--to ADDR]... [RCPT...] < message",
@@ -77,7 +78,7 @@ func sendCmd() *cobra.Command {
 					return usageError{fmt.Errorf("no recipients: give --to ADDR or recipients as arguments")}
 				}
 				res.Server = cf.server
-				return runSend(cmd.Context(), &cf, from, rcpts, check, in, res)
+				return runSend(cmd.Context(), &cf, from, rcpts, check, requireTLS, in, res)
 			}()
 			res.OK = err == nil
 			res.Error = toJSONError(err)
@@ -91,6 +92,7 @@ func sendCmd() *cobra.Command {
 	cmd.Flags().StringVar(&from, "from", "", "envelope sender")
 	cmd.Flags().StringArrayVar(&to, "to", nil, "envelope recipient; repeatable")
 	cmd.Flags().BoolVar(&check, "check", false, "connect, secure and authenticate, then stop without sending")
+	cmd.Flags().BoolVar(&requireTLS, "require-tls", false, "ask every server on the way to deliver only over verified TLS (REQUIRETLS, RFC 8689), or bounce")
 	cmd.Flags().BoolVarP(&fromHdrs, "read-recipients", "t", false, "add the To, Cc and Bcc addresses of the message as recipients and drop its Bcc header")
 	cmd.Flags().StringVar(&cs.subject, "subject", "", "compose a message with this subject instead of reading stdin")
 	cmd.Flags().StringVar(&cs.body, "body", "", "text of the composed message")
@@ -98,7 +100,7 @@ func sendCmd() *cobra.Command {
 	return cmd
 }
 
-func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, check bool, in io.Reader, res *sendResult) error {
+func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, check, requireTLS bool, in io.Reader, res *sendResult) error {
 	co, err := cf.common(ctx, "587", true)
 	if err != nil {
 		return err
@@ -119,7 +121,7 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 		res.Checked = true
 		return c.Quit(ctx)
 	}
-	mo := &smtp.MailOptions{Size: size}
+	mo := &smtp.MailOptions{Size: size, RequireTLS: requireTLS}
 	if eightBit {
 		mo.Body = "8BITMIME"
 	}
