@@ -309,7 +309,12 @@ func (r *Relay) transact(ctx context.Context, e *queue.Entry, s *session, idx []
 	}
 	switch mailsec.CodeOf(err) {
 	case mailsec.Data:
-		return allFailed(idx, permanentFailure("5.3.4", err, "%v", err), s.outcome()), false
+		status := "5.3.4" // too big for the server, or a line too long
+		var me *mailsec.Error
+		if errors.As(err, &me) && me.Op == "address" {
+			status = "5.1.3" // RFC 3463: bad destination mailbox address syntax
+		}
+		return allFailed(idx, permanentFailure(status, err, "%v", err), s.outcome()), false
 	case mailsec.Unsupported:
 		status := "5.6.3"
 		switch msg := err.Error(); {

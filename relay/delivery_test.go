@@ -398,3 +398,21 @@ func TestIPv6MX(t *testing.T) {
 func (s staticResolver) LookupTLSA(context.Context, string, int) (*resolve.TLSA, error) {
 	return &resolve.TLSA{}, nil
 }
+
+// A recipient that would inject a command (CR LF, NUL) never reaches the
+// server; it bounces with a clear reason, and the others are delivered.
+func TestHostileRecipient(t *testing.T) {
+	d := startDest(t, "127.0.0.2", 0, nil, smtpd.MX, nil)
+	e := newEnv(t, d.port(), nil)
+	e.mx("example.test", 10, "mx1.example.test", "127.0.0.2")
+	id := e.submit("alice@local.test", "bob@example.test>\r\nRCPT TO:<carol@example.test", "bob@example.test")
+	got := d.wait(t, 1)
+	e.gone(id)
+	if to := got[0].env.To; len(to) != 1 || to[0] != "bob@example.test" {
+		t.Errorf("delivered to %q", to)
+	}
+	b := waitMail(t, e.local, "alice", 1)[0]
+	if !strings.Contains(b, "Status: 5.1.3") || !strings.Contains(b, "invalid address") {
+		t.Errorf("bounce:\n%s", b)
+	}
+}

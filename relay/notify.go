@@ -32,9 +32,11 @@ func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results m
 		To:           e.From,
 		EnvID:        e.EnvID,
 		Arrival:      e.Created,
-		Headers:      e.Ret == "HDRS",
-		EightBit:     e.Body == "8BITMIME",
-		UTF8:         e.UTF8,
+		// RFC 8689 section 5: a notice about a REQUIRETLS message must not
+		// carry its content where the message itself could not go.
+		Headers:  e.Ret == "HDRS" || e.RequireTLS,
+		EightBit: e.Body == "8BITMIME",
+		UTF8:     e.UTF8,
 	}
 	for _, k := range idx {
 		rc := e.Recipients[k]
@@ -86,7 +88,7 @@ func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results m
 			return
 		}
 	}
-	env := &queue.Envelope{Recipients: []queue.Recipient{{Addr: e.From}}, UTF8: e.UTF8}
+	env := &queue.Envelope{Recipients: []queue.Recipient{{Addr: e.From}}, UTF8: e.UTF8, RequireTLS: e.RequireTLS}
 	if e.Body == "8BITMIME" {
 		env.Body = e.Body
 	}

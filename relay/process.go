@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/queue"
+	"github.com/mailsec/mailsec/smtp"
 )
 
 // maxHops is the number of Received headers beyond which a message is
@@ -48,6 +49,12 @@ func (r *Relay) attempt(ctx context.Context, e *queue.Entry, h header, idx []int
 	byDomain := map[string][]int{}
 	var domains []string
 	for _, k := range idx {
+		if err := smtp.CheckAddress(e.Recipients[k].Addr); err != nil {
+			// Set aside before any transaction: it could never be sent,
+			// and it must not take the other recipients down with it.
+			results[k] = allFailed([]int{k}, permanentFailure("5.1.3", err, "%v", err), nil)[k]
+			continue
+		}
 		if r.mailbox(e.Recipients[k].Addr) != "" {
 			local = append(local, k)
 			continue

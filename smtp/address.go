@@ -111,3 +111,11 @@ func xtext(s string) string {
 	}
 	return b.String()
 }
+
+// CheckAddress reports why addr cannot be a forward path (RCPT TO), nil
+// when it can: the check Send makes, for a caller that must set one bad
+// recipient aside before a transaction rather than lose the others to it.
+func CheckAddress(addr string) error {
+	_, err := checkAddress(addr, false)
+	return err
+}
