@@ -239,7 +239,7 @@ type Attempt struct {
 	// and outcome; recipients not named keep theirs.
 	Recipients map[int]RecipientUpdate
 	// NextAttempt is when the entry is due again if a recipient is still
-	// pending.
+	// pending; the zero time means at once.
 	NextAttempt time.Time
 	// DelayNotified marks that a delay notice has now been sent.
 	DelayNotified bool
@@ -291,9 +291,12 @@ type Queue interface {
 	// Wake returns a channel that receives a value (without blocking the
 	// sender: it may be coalesced) whenever an entry becomes due earlier
 	// than the deliverers may expect: an Enqueue or a Retry, in this
-	// process or, for a shared queue, another node.
+	// process or, for a shared queue, another node. It may also fire
+	// when nothing is due; a deliverer just asks Claim.
 	Wake() <-chan struct{}
-	// Close releases the queue. Calls after Close fail.
+	// Close releases the queue. Calls after Close fail with ErrClosed;
+	// calls in progress may finish or fail, but a call that returned nil
+	// took effect.
 	Close() error
 }
 

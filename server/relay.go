@@ -14,6 +14,7 @@ import (
 	"github.com/mailsec/mailsec/mtasts"
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/queue/embedded"
+	"github.com/mailsec/mailsec/queue/postgres"
 	"github.com/mailsec/mailsec/relay"
 	"github.com/mailsec/mailsec/resolve"
 	"github.com/mailsec/mailsec/sasl"
@@ -30,6 +31,12 @@ func QueueDir(dataDir string) string { return filepath.Join(dataDir, "queue") }
 // OpenQueue opens the queue a configuration names, for mailsec serve and
 // for the queue commands when no server is running.
 func OpenQueue(c *Config, log *slog.Logger) (queue.Queue, error) {
+	if c.Queue.Backend == "postgres" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return postgres.Open(ctx, c.Queue.DSN, &postgres.Options{Logger: log, Node: c.Queue.Node,
+			SpoolDir: filepath.Join(QueueDir(c.DataDir), "spool")})
+	}
 	return embedded.Open(QueueDir(c.DataDir), &embedded.Options{Logger: log})
 }
 
@@ -46,6 +53,11 @@ func (s *Server) startRelay(c *Config, log *slog.Logger) error {
 		return err
 	}
 	o.Queue = q
+	if l, ok := q.(relay.Limiter); ok {
+		// A shared queue counts the connections to each destination over
+		// all nodes.
+		o.Limiter = l
+	}
 	o.Local = localStore{st: s.env.Store, users: s.env.Users, domains: c.Domains}
 	if orTrue(c.Relay.TLSReports) {
 		s.tlsReports = &tlsrpt.Store{Dir: TLSReportDir(c.DataDir)}

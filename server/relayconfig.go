@@ -3,6 +3,7 @@ package server
 import (
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -71,8 +72,16 @@ type RouteConfig struct {
 
 // QueueConfig is the [queue] table.
 type QueueConfig struct {
-	// Backend is "embedded" (the default: <data_dir>/queue).
+	// Backend is "embedded" (the default: <data_dir>/queue) or
+	// "postgres" (a queue several nodes share).
 	Backend string `toml:"backend"`
+	// DSN is the PostgreSQL connection string (postgres backend), without
+	// the password: that comes from $PGPASSWORD or a password file
+	// ($PGPASSFILE, ~/.pgpass), never from the configuration or argv.
+	DSN string `toml:"dsn"`
+	// Node names this node in leases and logs; "" means host name and
+	// process id.
+	Node string `toml:"node"`
 }
 
 func configErr(key string, err error, format string, args ...any) error {
@@ -86,8 +95,26 @@ func (q *QueueConfig) check() error {
 	case "", "embedded":
 		q.Backend = "embedded"
 		return nil
+	case "postgres":
+		if q.DSN == "" {
+			return configErr("queue.dsn", nil, "is empty; the postgres backend needs a connection string such as \"host=127.0.0.1 port=5432 user=mailsec dbname=mailsec\"")
+		}
+		if strings.Contains(strings.ToLower(q.DSN), "password") || strings.Contains(q.DSN, ":@") || passwordInURL(q.DSN) {
+			return configErr("queue.dsn", nil, "holds a password; give it in $PGPASSWORD or a password file ($PGPASSFILE) instead")
+		}
+		return nil
 	}
-	return configErr("queue.backend", nil, "unknown queue backend %q (embedded)", q.Backend)
+	return configErr("queue.backend", nil, "unknown queue backend %q (embedded, postgres)", q.Backend)
+}
+
+// passwordInURL reports a postgres:// URL with user:password@.
+func passwordInURL(dsn string) bool {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return false
+	}
+	_, set := u.User.Password()
+	return set
 }
 
 func (r *RelayConfig) check() error {

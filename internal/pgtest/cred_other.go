@@ -1,0 +1,21 @@
+//go:build !unix
+
+package pgtest
+
+import (
+	"errors"
+	"os/exec"
+	"os/user"
+)
+
+// credential exists on Unix only, where a root test run must hand
+// PostgreSQL to another user.
+type credential struct{}
+
+func lookupCredential(*user.User) (*credential, error) {
+	return nil, errors.New("pgtest: cannot run PostgreSQL as another user on this system")
+}
+
+func (*credential) chown(string) error { return nil }
+
+func (*credential) apply(*exec.Cmd) {}
