@@ -125,6 +125,12 @@ func (r *Relay) nextHop(ctx context.Context, domain, hop string, policy Policy, 
 		d.hosts = []target{{name: host, addrs: []netip.Addr{a}}}
 		return d, nil
 	}
+	if strings.EqualFold(host, "localhost") {
+		// RFC 6761 section 6.3: localhost is the loopback interface,
+		// whatever a DNS server might answer.
+		d.hosts = []target{{name: host, addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}}}
+		return d, nil
+	}
 	addrs, secure, err := r.o.Resolver.LookupAddrs(ctx, host)
 	if err != nil || len(addrs) == 0 {
 		// A configured next hop that does not resolve is the operator's
