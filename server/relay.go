@@ -107,6 +107,7 @@ func RelayOptions(c *Config, log *slog.Logger) (relay.Options, error) {
 		Concurrency:     rc.Concurrency,
 		Workers:         rc.Workers,
 		ConnectionReuse: time.Duration(rc.ConnectionReuse),
+		LeaseTime:       time.Duration(rc.LeaseTime),
 		Logger:          log,
 	}
 	o.Policy, _ = relay.ParsePolicy(rc.TLS) // checked with the configuration

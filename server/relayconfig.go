@@ -59,6 +59,9 @@ type RelayConfig struct {
 	Workers     int `toml:"workers"`
 	// ConnectionReuse is how long an idle connection is kept.
 	ConnectionReuse Duration `toml:"connection_reuse"`
+	// LeaseTime is how long a node holds a message it is delivering
+	// before another node may take it over; 0 means 15 minutes.
+	LeaseTime Duration `toml:"lease_time"`
 	// Routes are per-domain next hops and policies.
 	Routes []RouteConfig `toml:"route"`
 }
@@ -148,7 +151,7 @@ func (r *RelayConfig) check() error {
 	}
 	for name, d := range map[string]Duration{"relay.lifetime": r.Lifetime, "relay.delay_notice": r.DelayNotice,
 		"relay.backoff_min": r.BackoffMin, "relay.backoff_max": r.BackoffMax, "relay.connect_timeout": r.ConnectTimeout,
-		"relay.command_timeout": r.CommandTimeout, "relay.connection_reuse": r.ConnectionReuse} {
+		"relay.command_timeout": r.CommandTimeout, "relay.connection_reuse": r.ConnectionReuse, "relay.lease_time": r.LeaseTime} {
 		if d < 0 {
 			return configErr(name, nil, "must not be negative")
 		}
