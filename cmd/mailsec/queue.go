@@ -46,7 +46,7 @@ func queueCmd() *cobra.Command {
 		if c, err := control.Dial(server.ControlSocket(cfg.DataDir)); err == nil {
 			return fn(ctx, c)
 		}
-		if _, err := os.Stat(server.QueueDir(cfg.DataDir)); err != nil {
+		if _, err := os.Stat(server.QueueDir(cfg.DataDir)); err != nil && cfg.Queue.Backend == "embedded" {
 			return mailsec.Errorf(mailsec.Config, "queue", err, "no queue in %s (has mailsec serve run with this data directory?)", cfg.DataDir)
 		}
 		q, err := server.OpenQueue(cfg, slog.New(slog.DiscardHandler))
