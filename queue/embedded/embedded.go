@@ -46,10 +46,8 @@
 // deleted: until then nobody else has touched the entry, and recording
 // the delivery that was made saves making it twice.
 //
-// IDs are 8 bytes of creation time (strictly increasing within the
-// process) and 4 random bytes in base32 with the extended-hex alphabet
-// (0-9a-v, no padding): still lowercase letters and digits, and in ASCII
-// order, so the index lists entries oldest first by key alone.
+// IDs come from queue.IDSource: creation time first, in an alphabet that
+// keeps ASCII order, so the index lists entries oldest first by key alone.
 //
 // Errors are *mailsec.Error. The queue's sentinels are in Err so that
 // errors.Is works: queue.ErrNotFound with code Data, queue.ErrLeaseLost
@@ -62,7 +60,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base32"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -93,14 +90,14 @@ type Options struct {
 
 // Queue is a queue.Queue in a local directory. Open makes one.
 type Queue struct {
-	dir    string
-	db     *bolt.DB
-	log    *slog.Logger
-	wake   chan struct{}
-	ops    chan *op
-	done   chan struct{} // closed when the committer has exited
-	syncs  atomic.Uint64
-	lastID atomic.Int64
+	dir   string
+	db    *bolt.DB
+	log   *slog.Logger
+	wake  chan struct{}
+	ops   chan *op
+	done  chan struct{} // closed when the committer has exited
+	syncs atomic.Uint64
+	ids   queue.IDSource
 
 	// closeMu is held shared by every call for as long as it uses ops or
 	// db, so that Close can wait for them before closing both.
@@ -282,27 +279,6 @@ func (q *Queue) notify() {
 	}
 }
 
-var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
-
-// newID returns a new ID and its creation time. The random part keeps
-// IDs unique should the clock go back between two runs.
-func (q *Queue) newID() (queue.ID, time.Time) {
-	now := time.Now().UnixNano()
-	for {
-		last := q.lastID.Load()
-		if now <= last {
-			now = last + 1
-		}
-		if q.lastID.CompareAndSwap(last, now) {
-			break
-		}
-	}
-	var b [12]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now))
-	rand.Read(b[8:])
-	return queue.ID(idEncoding.EncodeToString(b[:])), time.Unix(0, now)
-}
-
 // Enqueue implements queue.Queue.
 func (q *Queue) Enqueue(ctx context.Context, env *queue.Envelope, body io.Reader) (queue.ID, error) {
 	const opname = "queue enqueue"
@@ -318,7 +294,7 @@ func (q *Queue) Enqueue(ctx context.Context, env *queue.Envelope, body io.Reader
 		return "", err
 	}
 	q.exit()
-	id, created := q.newID()
+	id, created := q.ids.Next()
 	tmp := q.path("tmp", string(id))
 	size, err := q.writeBody(tmp, body)
 	if err != nil {

@@ -47,8 +47,6 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base32"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -134,7 +132,7 @@ type Queue struct {
 	maxBody   int64
 	slotLease time.Duration
 	spoolDir  string
-	lastID    atomic.Int64
+	ids       queue.IDSource
 	wake      chan struct{}
 	// listens counts the times the listener started listening, so that
 	// a test can tell it came back after the database restarted.
@@ -397,29 +395,6 @@ func (q *Queue) listenOnce() (bool, error) {
 	}
 }
 
-var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
-
-// newID returns 8 bytes of this node's time and 8 random ones: the time
-// keeps one node's IDs in order, the random part keeps them unique across
-// nodes (whose clocks the order does not depend on: List sorts by the
-// database's created time).
-func (q *Queue) newID() queue.ID {
-	now := time.Now().UnixNano()
-	for {
-		last := q.lastID.Load()
-		if now <= last {
-			now = last + 1
-		}
-		if q.lastID.CompareAndSwap(last, now) {
-			break
-		}
-	}
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now))
-	rand.Read(b[8:])
-	return queue.ID(idEncoding.EncodeToString(b[:]))
-}
-
 func newToken() string {
 	var b [16]byte
 	rand.Read(b[:])
@@ -472,7 +447,7 @@ func (q *Queue) Enqueue(ctx context.Context, env *queue.Envelope, body io.Reader
 		return "", err
 	}
 	defer exit()
-	id := q.newID()
+	id, _ := q.ids.Next()
 	err = pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO messages (id, envelope, size, pending) VALUES ($1, $2, $3, $4)`,
