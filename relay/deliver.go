@@ -269,6 +269,10 @@ func connectFailure(err error, name, p string) *failure {
 		return temporaryFailure("4.7.10", err, "TLS is required (policy %s) but %s does not offer STARTTLS", p, name)
 	case tlsFailed(err):
 		return temporaryFailure("4.7.5", err, "TLS with %s failed (policy %s): %v", name, p, err)
+	case code == mailsec.Timeout:
+		// Not the client's hint about implicit TLS: an MX that is silent
+		// is slow or broken, whatever its port.
+		return temporaryFailure("4.4.1", err, "%s did not answer in time", name)
 	}
 	if rep := mailsec.ReplyOf(err); rep != nil {
 		f := replyFailure(rep, err, "the server "+name+" refused the session")
