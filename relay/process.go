@@ -132,12 +132,29 @@ func (r *Relay) finish(ctx context.Context, e *queue.Entry, results map[int]resu
 		r.notify(ctx, e, deferred, results, true)
 		a.DelayNotified = true
 	}
-	var err error
-	if len(deferred) == 0 && len(pendingBesides(e, results)) == 0 {
-		err = r.o.Queue.Complete(ctx, e.Lease)
-	} else {
+	done := len(deferred) == 0 && len(pendingBesides(e, results)) == 0
+	if !done {
 		a.NextAttempt = now.Add(r.backoff(e.Attempts + 1))
-		err = r.o.Queue.Record(ctx, e.Lease, a)
+	}
+	// An outcome that cannot be written now (a database restarting) is
+	// tried again for a while: once the lease runs out, a delivery made
+	// but not recorded is made again.
+	var err error
+	for wait := 100 * time.Millisecond; ; wait *= 2 {
+		if done {
+			err = r.o.Queue.Complete(ctx, e.Lease)
+		} else {
+			err = r.o.Queue.Record(ctx, e.Lease, a)
+		}
+		if err == nil || errors.Is(err, queue.ErrLeaseLost) || errors.Is(err, queue.ErrClosed) || wait > 30*time.Second {
+			break
+		}
+		r.log.Warn("recording the outcome failed, trying again", "id", e.ID, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 	}
 	if err != nil {
 		if errors.Is(err, queue.ErrLeaseLost) {

@@ -119,6 +119,12 @@ func Start(c *Config, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 		s.env.Queue = s.queue
+		// The control socket's private directory; the embedded queue
+		// makes it too, a database queue does not.
+		if err := os.MkdirAll(QueueDir(c.DataDir), 0o700); err != nil {
+			s.closeAll(metricsLn)
+			return nil, mailsec.Errorf(mailsec.Config, "serve", err, "cannot create the queue directory")
+		}
 		if s.control, err = control.Listen(ControlSocket(c.DataDir), s.queue, log); err != nil {
 			s.closeAll(metricsLn)
 			return nil, err

@@ -21,6 +21,10 @@ const (
 	// profileEnv names a directory for the child's CPU and allocation
 	// profiles (-profile).
 	profileEnv = "MAILSEC_BENCH_RELAY_PROFILE"
+	// pgDSNEnv and pgNodeEnv select the postgres queue backend (-pg):
+	// queue.dsn and queue.node; the password comes as PGPASSWORD.
+	pgDSNEnv  = "MAILSEC_BENCH_RELAY_PGDSN"
+	pgNodeEnv = "MAILSEC_BENCH_RELAY_PGNODE"
 )
 
 // Credentials of the submitting user.
@@ -55,6 +59,15 @@ func serveChild(sinkAddr string) int {
 	cfg.Limits.MaxPerIP = 1000
 	cfg.Listeners = []server.Listener{{Name: "submission", Kind: "submission", Address: "127.0.0.1:0", TLS: "require"}}
 	cfg.Relay.Routes = []server.RouteConfig{{Domain: sinkDomain, NextHop: sinkAddr, TLS: "may"}}
+	if dsn := os.Getenv(pgDSNEnv); dsn != "" {
+		cfg.Queue = server.QueueConfig{Backend: "postgres", DSN: dsn, Node: os.Getenv(pgNodeEnv)}
+		// mailsec serve with the postgres backend does not create
+		// <data_dir>/queue, where its control socket goes (a product bug,
+		// reported); make it here.
+		if err := os.MkdirAll(server.QueueDir(cfg.DataDir), 0o700); err != nil {
+			return childFail(err)
+		}
+	}
 	logf, err := os.Create(filepath.Join(dir, "serve.log"))
 	if err != nil {
 		return childFail(err)

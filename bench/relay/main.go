@@ -46,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mailsec/mailsec/bench"
@@ -67,11 +68,15 @@ const (
 // relayTarget is one relay under test.
 type relayTarget struct {
 	name, form string
-	addr       string
+	addrs      []string // submission sessions are spread over these
 	roots      *x509.CertPool
 	auth       *sasl.Credentials
 	pids       func() []int // the processes whose syncs count
 	queued     func() int   // messages still in its queue
+	// pg and db: the PostgreSQL queue of the -pg rows, whose server's
+	// syncs, CPU, WAL flushes and connections are counted too.
+	pg *pgCluster
+	db string
 }
 
 // runResult is one relay's measurements in one run.
@@ -81,6 +86,14 @@ type runResult struct {
 	syncsPerMsg float64 // -1 when not counted
 	cpuPerMsg   float64 // microseconds, -1 when not counted
 	transfer    string
+	// PostgreSQL rows only (else -1): the server's sync calls and CPU
+	// per message, WAL octets per message, and the nodes'
+	// connections at the end of the run.
+	pgSyncsPerMsg, pgCPUPerMsg, walSyncsPerMsg float64
+	pgConns                                    int
+	// CPU of everything (relay, PostgreSQL, this process's client and
+	// sink) over the run's wall time and all CPUs, in percent.
+	busy float64
 }
 
 func main() {
@@ -96,7 +109,20 @@ func main() {
 	countWith := flag.String("count", "auto", "how sync calls are counted: perf (during the measured runs), strace (in an extra run), auto")
 	profile := flag.String("profile", "", "directory for CPU and allocation profiles of the mailsec server process")
 	timeout := flag.Duration("timeout", 5*time.Minute, "longest wait for a run's deliveries")
+	withPG := flag.Bool("pg", false, "add rows for mailsec serve with the postgres queue backend: a private PostgreSQL cluster (initdb; as the postgres user when root) and, per -nodes entry, that many mailsec serve processes on one database of it, the sessions spread over them")
+	nodesFlag := flag.String("nodes", "1,2,3", "with -pg: node counts, one row each")
+	pgSync := flag.String("pg-synchronous-commit", "", "with -pg: synchronous_commit for the nodes' sessions (diagnosis only: \"off\" shows what the WAL flush before the 250 costs, and gives up the durability the 250 promises); empty: the queue's own (on)")
 	flag.Parse()
+	var nodeCounts []int
+	if *withPG {
+		for _, f := range strings.Split(*nodesFlag, ",") {
+			k, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || k < 1 {
+				fatal(fmt.Errorf("-nodes: %q is not a list of positive counts", *nodesFlag))
+			}
+			nodeCounts = append(nodeCounts, k)
+		}
+	}
 	if *n < 1 || *sessions < 1 || *runs < 1 || *batch < 1 {
 		fatal(errors.New("-n, -sessions, -runs and -batch must be positive"))
 	}
@@ -118,6 +144,27 @@ func main() {
 	}
 	atExit(ms.close)
 	targets := []relayTarget{ms.target}
+	if *withPG {
+		var dbs []string
+		for i := range nodeCounts {
+			dbs = append(dbs, fmt.Sprintf("mailsec%d", i+1))
+		}
+		pg, err := startPG(dbs)
+		if err == nil && *pgSync != "" {
+			pg.extraDSN = " synchronous_commit=" + *pgSync
+		}
+		if err != nil {
+			fatal(fmt.Errorf("-pg: %v", err))
+		}
+		atExit(pg.stop)
+		for i, k := range nodeCounts {
+			t, err := spawnPGNodes(sk.Addr, pg, dbs[i], k)
+			if err != nil {
+				fatal(err)
+			}
+			targets = append(targets, t)
+		}
+	}
 	if *withPostfix {
 		if !okPF {
 			fatal(errors.New("-postfix: " + whyNot))
@@ -132,7 +179,7 @@ func main() {
 			form += ", CHUNKING hidden"
 		}
 		targets = append(targets, relayTarget{
-			name: "Postfix " + pf.version, form: form, addr: pf.addr, roots: pf.roots,
+			name: "Postfix " + pf.version, form: form, addrs: []string{pf.addr}, roots: pf.roots,
 			pids: pf.pids, queued: pf.queued,
 		})
 	}
@@ -149,6 +196,9 @@ func main() {
 		fmt.Println("Sync calls (fsync, fdatasync, sync_file_range) and CPU time: perf stat on the syscall tracepoints, attached to each relay's processes during the measured runs.")
 	case "strace":
 		fmt.Println("Sync calls (fsync, fdatasync, sync_file_range): strace -f -c in one extra run per relay, whose rates are not reported.")
+	}
+	if *withPG {
+		fmt.Printf("PostgreSQL rows: one private cluster (fsync on, synchronous_commit on, default WAL settings, wal_sync_method fdatasync), one database per row; PG syncs and CPU: perf stat on all postgres processes; WAL/msg: pg_current_wal_lsn difference; conns: the nodes' backends at the end of the run; busy: CPU of relay + PostgreSQL + this process (client, sink) over wall time and %d CPUs.\n", runtime.NumCPU())
 	}
 	fmt.Println()
 
@@ -176,10 +226,10 @@ func main() {
 		}
 	}
 
-	fmt.Println("| relay | form | transfer | msgs/s end-to-end | submit msgs/s | p50 latency | p99 latency | fsyncs/msg | relay CPU per msg | relative to Postfix |")
-	fmt.Println("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| relay | form | transfer | msgs/s end-to-end | submit msgs/s | p50 latency | p99 latency | fsyncs/msg | relay CPU per msg | PG syncs/msg | WAL/msg | PG CPU per msg | PG conns | CPU busy | relative to Postfix |")
+	fmt.Println("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	base := 0.0
-	if len(targets) > 1 {
+	if *withPostfix {
 		base = median(results[len(targets)-1], func(r runResult) float64 { return r.e2e })
 	}
 	for i, t := range targets {
@@ -196,17 +246,34 @@ func main() {
 		if v := median(rs, func(r runResult) float64 { return r.cpuPerMsg }); v >= 0 {
 			cpu = fmt.Sprintf("%.0f µs", v)
 		}
-		fmt.Printf("| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s |\n", t.name, t.form, rs[0].transfer, e2e,
+		pgs, wals, pgcpu, conns := "-", "-", "-", "-"
+		if v := median(rs, func(r runResult) float64 { return r.pgSyncsPerMsg }); v >= 0 {
+			pgs = fmt.Sprintf("%.2f", v)
+		}
+		if v := median(rs, func(r runResult) float64 { return r.walSyncsPerMsg }); v >= 0 {
+			wals = fmt.Sprintf("%.1f KB", v/1000)
+		}
+		if v := median(rs, func(r runResult) float64 { return r.pgCPUPerMsg }); v >= 0 {
+			pgcpu = fmt.Sprintf("%.0f µs", v)
+		}
+		if v := median(rs, func(r runResult) float64 { return float64(r.pgConns) }); v >= 0 {
+			conns = fmt.Sprintf("%.0f", v)
+		}
+		busy := "-"
+		if v := median(rs, func(r runResult) float64 { return r.busy }); v >= 0 {
+			busy = fmt.Sprintf("%.0f%%", v)
+		}
+		fmt.Printf("| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.name, t.form, rs[0].transfer, e2e,
 			median(rs, func(r runResult) float64 { return r.submit }),
 			ms1(median(rs, func(r runResult) float64 { return float64(r.p50) })),
 			ms1(median(rs, func(r runResult) float64 { return float64(r.p99) })),
-			syncs, cpu, rel)
+			syncs, cpu, pgs, wals, pgcpu, conns, busy, rel)
 	}
-	fmt.Println("\nper run (end-to-end msgs/s; submit msgs/s; p99; fsyncs/msg):")
+	fmt.Println("\nper run (end-to-end msgs/s; submit msgs/s; p99; fsyncs/msg; PG syncs/msg; WAL octets/msg; CPU busy):")
 	for i, t := range targets {
 		var parts []string
 		for _, r := range results[i] {
-			parts = append(parts, fmt.Sprintf("%.0f; %.0f; %s; %.2f", r.e2e, r.submit, ms1(float64(r.p99)), r.syncsPerMsg))
+			parts = append(parts, fmt.Sprintf("%.0f; %.0f; %s; %.2f; %.2f; %.0f; %.0f%%", r.e2e, r.submit, ms1(float64(r.p99)), r.syncsPerMsg, r.pgSyncsPerMsg, r.walSyncsPerMsg, r.busy))
 		}
 		fmt.Printf("  %s: %s\n", t.name, strings.Join(parts, " | "))
 	}
@@ -233,23 +300,37 @@ func median(rs []runResult, f func(runResult) float64) float64 {
 // them all and the relay's queue is empty, and counts the relay's sync
 // calls with perf over all of that when count is set.
 func measure(t relayTarget, rec *recorder, tag, n, sessions, batch int, msg []byte, count bool, timeout time.Duration) (runResult, error) {
-	res := runResult{syncsPerMsg: -1, cpuPerMsg: -1}
+	res := runResult{syncsPerMsg: -1, cpuPerMsg: -1, pgSyncsPerMsg: -1, pgCPUPerMsg: -1, walSyncsPerMsg: -1, pgConns: -1, busy: -1}
 	clients, err := dialAll(t, sessions)
 	if err != nil {
 		return res, err
 	}
-	var ctr *syncCounter
+	var ctr, pgCtr *syncCounter
 	if count {
 		if ctr, err = startCounting("perf", t.pids()); err != nil {
 			return res, err
 		}
+		if t.pg != nil {
+			if pgCtr, err = startCounting("perf", t.pg.pids()); err != nil {
+				ctr.stop()
+				return res, err
+			}
+		}
 	}
+	var walMark string
+	if t.pg != nil {
+		walMark = t.pg.markWAL()
+	}
+	self0 := selfCPU()
 	rec.reset(n)
 	start := time.Now()
 	submitEnd, err := submit(clients, tag, n, batch, msg)
 	if err != nil {
 		if ctr != nil {
 			ctr.stop()
+		}
+		if pgCtr != nil {
+			pgCtr.stop()
 		}
 		return res, err
 	}
@@ -261,6 +342,15 @@ func measure(t relayTarget, rec *recorder, tag, n, sessions, batch int, msg []by
 	if err == nil {
 		err = waitEmpty(t, timeout)
 	}
+	wall := time.Since(start)
+	selfMS := (selfCPU() - self0).Seconds() * 1000
+	var ws walStats
+	if t.pg != nil {
+		ws = t.pg.readWAL(t.db, walMark)
+		res.walSyncsPerMsg = float64(ws.bytes) / float64(n)
+		res.pgConns = ws.conns
+	}
+	totalMS := selfMS
 	if ctr != nil {
 		c, cerr := ctr.stop()
 		if cerr != nil {
@@ -269,7 +359,23 @@ func measure(t relayTarget, rec *recorder, tag, n, sessions, batch int, msg []by
 		res.syncsPerMsg = float64(c.syncs) / float64(n)
 		if c.cpuMS >= 0 {
 			res.cpuPerMsg = c.cpuMS * 1000 / float64(n)
+			totalMS += c.cpuMS
 		}
+	}
+	if pgCtr != nil {
+		c, cerr := pgCtr.stop()
+		if cerr != nil {
+			return res, cerr
+		}
+		res.pgSyncsPerMsg = float64(c.syncs) / float64(n)
+		if c.cpuMS >= 0 {
+			res.pgCPUPerMsg = c.cpuMS * 1000 / float64(n)
+			totalMS += c.cpuMS
+		}
+	}
+	if ctr != nil {
+		// perf's 0.5 s attach wait lies before start: wall excludes it.
+		res.busy = 100 * totalMS / (wall.Seconds() * 1000 * float64(runtime.NumCPU()))
 	}
 	if err != nil {
 		return res, err
@@ -337,8 +443,8 @@ func waitEmpty(t relayTarget, timeout time.Duration) error {
 // certificate verified, and AUTH where the relay needs it.
 func dialAll(t relayTarget, k int) ([]*smtp.Client, error) {
 	var out []*smtp.Client
-	for range k {
-		c, err := smtp.Dial(context.Background(), t.addr, &smtp.Options{
+	for i := range k {
+		c, err := smtp.Dial(context.Background(), t.addrs[i%len(t.addrs)], &smtp.Options{
 			TLSMode:   smtp.TLSStartTLS,
 			TLS:       tlsconf.Options{RootCAs: t.roots, ServerName: "localhost"},
 			Auth:      t.auth,
@@ -512,12 +618,14 @@ func (r *recorder) wait(timeout time.Duration) ([]arrival, error) {
 type mailsecServer struct {
 	target relayTarget
 	close  func()
+	pid    int
+	caPEM  []byte
 }
 
 // spawnMailsec starts this program as a child running mailsec serve (see
 // child.go) and reads its submission address, CA and queue directory.
-func spawnMailsec(sinkAddr, profile string) (*mailsecServer, error) {
-	env := []string{childEnv + "=" + sinkAddr}
+func spawnMailsec(sinkAddr, profile string, extraEnv ...string) (*mailsecServer, error) {
+	env := append([]string{childEnv + "=" + sinkAddr}, extraEnv...)
 	if profile != "" {
 		if err := os.MkdirAll(profile, 0o755); err != nil {
 			return nil, err
@@ -544,7 +652,7 @@ func spawnMailsec(sinkAddr, profile string) (*mailsecServer, error) {
 	return &mailsecServer{
 		target: relayTarget{
 			name: "mailsec serve", form: "embedded queue (bbolt + body files), fsync before 250; STARTTLS, AUTH",
-			addr: addr, roots: pool, auth: &sasl.Credentials{Username: benchUser, Password: benchPassword},
+			addrs: []string{addr}, roots: pool, auth: &sasl.Credentials{Username: benchUser, Password: benchPassword},
 			pids:   func() []int { return []int{pid} },
 			queued: func() int { return queueFiles(qdir) },
 		},
@@ -553,7 +661,40 @@ func spawnMailsec(sinkAddr, profile string) (*mailsecServer, error) {
 			io.Copy(io.Discard, c.Out)
 			c.Wait()
 		},
+		pid: pid, caPEM: pem,
 	}, nil
+}
+
+// spawnPGNodes starts k mailsec serve children on the postgres queue in
+// database db, nodes "pgK-1".."pgK-k", and returns them as one target.
+func spawnPGNodes(sinkAddr string, pg *pgCluster, db string, k int) (relayTarget, error) {
+	t := relayTarget{
+		name:  fmt.Sprintf("mailsec serve, postgres queue x%d", k),
+		form:  fmt.Sprintf("PostgreSQL queue (one commit with WAL flush before 250), %d node(s) on one database; STARTTLS, AUTH", k),
+		roots: x509.NewCertPool(), auth: &sasl.Credentials{Username: benchUser, Password: benchPassword},
+		pg: pg, db: db,
+	}
+	var pids []int
+	for i := range k {
+		ms, err := spawnMailsec(sinkAddr, "", pgDSNEnv+"="+pg.dsn(db), fmt.Sprintf("%s=pg%d-%d", pgNodeEnv, k, i+1), "PGPASSWORD="+pg.password)
+		if err != nil {
+			return t, fmt.Errorf("postgres node %d of %d: %v", i+1, k, err)
+		}
+		atExit(ms.close)
+		t.addrs = append(t.addrs, ms.target.addrs...)
+		t.roots.AppendCertsFromPEM(ms.caPEM)
+		pids = append(pids, ms.pid)
+	}
+	t.pids = func() []int { return pids }
+	t.queued = func() int { return pg.queued(db) }
+	return t, nil
+}
+
+// selfCPU is this process's user and system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // cleanups stop the sink, the child and Postfix, last started first;
