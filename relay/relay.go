@@ -5,12 +5,14 @@
 // smtp client, then records per-recipient outcomes, retries with back-off,
 // and sends delay notices and bounces (RFC 3464) to the sender.
 //
-// One file per concern: relay.go (the claim loop), route.go
-// (destinations), deliver.go (one destination's hosts and sessions),
-// conns.go (connection reuse and per-destination concurrency), local.go
-// (local recipients), notify.go (bounces and delay notices), policy.go
-// (TLS levels), schedule.go (back-off and expiry), observer.go (events for
-// metrics and logs).
+// One file per concern: relay.go (the claim loop), process.go (one
+// message's attempt and its record), route.go (destinations), plan.go
+// (each host's TLS policy: DANE, MTA-STS, REQUIRETLS), deliver.go (one
+// destination's hosts and sessions), conns.go (connection reuse and
+// per-destination concurrency), local.go (local recipients), notify.go
+// (bounces and delay notices), policy.go (TLS levels), schedule.go
+// (back-off), observer.go (events for metrics), explain.go (the plan as
+// "mailsec probe --mx" shows it).
 package relay
 
 import (
