@@ -60,6 +60,7 @@ func probeCmd() *cobra.Command {
 		Short: "Show what a server offers before and after TLS, and its certificate chain; or, with --mx, the TLS policy the relay would apply to a domain and why",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if mf.domain != "" {
+				mf.caFile = cf.caFile
 				return runProbeMX(cmd.Context(), &mf, cf.timeout, cf.json, cmd.OutOrStdout())
 			}
 			res := &probeResult{Server: cf.server}

@@ -19,6 +19,7 @@ type mxFlags struct {
 	serveConfig string
 	resolver    string
 	port        int
+	caFile      string
 	noConnect   bool
 }
 
@@ -44,6 +45,9 @@ func runProbeMX(ctx context.Context, mf *mxFlags, timeout time.Duration, asJSON 
 	if mf.port != 0 {
 		cfg.Relay.Port = mf.port
 	}
+	if mf.caFile != "" {
+		cfg.Relay.CAFile = mf.caFile
+	}
 	o, err := server.RelayOptions(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
@@ -66,8 +70,11 @@ func runProbeMX(ctx context.Context, mf *mxFlags, timeout time.Duration, asJSON 
 			res.Checks = append(res.Checks, r.Check(ctx, res.Plan, i))
 		}
 	}
-	if res.Plan.Error != "" {
+	switch {
+	case res.Plan.Error != "":
 		err = mailsec.Errorf(mailsec.DNS, "probe", nil, "%s", res.Plan.Error)
+	case !mf.noConnect:
+		err = noHostWouldDo(res.Checks)
 	}
 	res.OK = err == nil
 	res.Error = toJSONError(err)
@@ -136,4 +143,32 @@ func printMXProbe(w io.Writer, res *mxProbe) {
 			}
 		}
 	}
+}
+
+// noHostWouldDo is the error of a probe in which no session got through
+// as its policy demands, coded as the first host's failure, so that the
+// exit status says what a delivery would meet now; nil when one did.
+func noHostWouldDo(checks []*relay.HostCheck) error {
+	var first *relay.HostCheck
+	for _, c := range checks {
+		if c == nil {
+			continue
+		}
+		if c.OK {
+			return nil
+		}
+		if first == nil {
+			first = c
+		}
+	}
+	var code mailsec.Code
+	detail := "no host would take the message now"
+	if first != nil {
+		code, _ = mailsec.ParseCode(first.Code)
+		detail += ": " + first.Addr + ": " + first.Error
+	}
+	if code == 0 {
+		code = mailsec.TCPConnect
+	}
+	return mailsec.Errorf(code, "probe", nil, "%s", detail)
 }
