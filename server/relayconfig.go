@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/relay"
@@ -156,8 +157,15 @@ func (r *RelayConfig) check() error {
 			return configErr(name, nil, "must not be negative")
 		}
 	}
-	if r.BackoffMin > 0 && r.BackoffMax > 0 && r.BackoffMax < r.BackoffMin {
-		return configErr("relay.backoff_max", nil, "is below relay.backoff_min")
+	bmin, bmax := time.Duration(r.BackoffMin), time.Duration(r.BackoffMax)
+	if bmin == 0 {
+		bmin = 5 * time.Minute // relay.Options' defaults
+	}
+	if bmax == 0 {
+		bmax = time.Hour
+	}
+	if bmax < bmin {
+		return configErr("relay.backoff_max", nil, "(%s) is below relay.backoff_min (%s)", bmax, bmin)
 	}
 	if r.Concurrency < 0 || r.Workers < 0 {
 		return configErr("relay.concurrency", nil, "concurrency and workers must not be negative")

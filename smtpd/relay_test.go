@@ -3,6 +3,7 @@ package smtpd
 import (
 	"io"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -87,4 +88,28 @@ func TestRelayNetworks(t *testing.T) {
 	mx.cmd("EHLO client.test", 250)
 	mx.cmd("MAIL FROM:<app@localhost>", 250)
 	mx.cmd("RCPT TO:<carol@elsewhere.test>", 250)
+}
+
+// REQUIRETLS (RFC 8689) is offered and accepted under TLS only, and kept
+// in the envelope.
+func TestRequireTLSParameter(t *testing.T) {
+	be := &captureBackend{}
+	e := startServer(t, func(s *Server) { s.Backend = be })
+	c := e.dial(MX)
+	if ehlo := c.cmd("EHLO client.test", 250); strings.Contains(ehlo, "REQUIRETLS") {
+		t.Errorf("REQUIRETLS offered in plain text: %q", ehlo)
+	}
+	c.cmd("MAIL FROM:<x@y.test> REQUIRETLS", 530)
+	c.starttls()
+	if ehlo := c.cmd("EHLO client.test", 250); !strings.Contains(ehlo, "REQUIRETLS") {
+		t.Errorf("REQUIRETLS not offered under TLS: %q", ehlo)
+	}
+	c.cmd("MAIL FROM:<x@y.test> REQUIRETLS=YES", 501)
+	c.cmd("MAIL FROM:<x@y.test> REQUIRETLS", 250)
+	c.cmd("RCPT TO:<alice@localhost>", 250)
+	c.cmd("DATA", 354)
+	c.cmd("Subject: t\r\n\r\nhi\r\n.", 250)
+	if len(be.envs) != 1 || !be.envs[0].RequireTLS {
+		t.Fatalf("envelope %+v", be.envs)
+	}
 }
