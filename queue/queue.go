@@ -196,6 +196,16 @@ type Entry struct {
 	// Lease is the claim under which a deliverer holds the entry; nil
 	// when the entry did not come from Claim.
 	Lease *Lease `json:"-"`
+	// HeldBy, in what Get and List return, names the deliverer that holds
+	// a live lease on the entry (a delivery in progress), nil otherwise.
+	HeldBy *Holder `json:"held_by,omitempty"`
+}
+
+// Holder is who holds a lease, for operators: a node of a shared queue
+// ("local" for the embedded one) and when the lease lapses.
+type Holder struct {
+	Node  string    `json:"node"`
+	Until time.Time `json:"until"`
 }
 
 // Pending returns the indexes of the recipients still to deliver.

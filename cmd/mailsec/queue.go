@@ -225,11 +225,12 @@ type queueItem struct {
 	Attempts    int            `json:"attempts"`
 	NextAttempt time.Time      `json:"next_attempt"`
 	LastError   *queue.Outcome `json:"last_error,omitempty"`
+	HeldBy      *queue.Holder  `json:"held_by,omitempty"`
 }
 
 func itemOf(e *queue.Entry) queueItem {
 	it := queueItem{ID: e.ID, From: e.From, Size: e.Size, Created: e.Created, Attempts: e.Attempts,
-		NextAttempt: e.NextAttempt, Recipients: []string{}}
+		NextAttempt: e.NextAttempt, Recipients: []string{}, HeldBy: e.HeldBy}
 	for _, k := range e.Pending() {
 		it.Recipients = append(it.Recipients, e.Recipients[k].Addr)
 	}
@@ -260,6 +261,9 @@ func printQueue(w io.Writer, entries []*queue.Entry) {
 		if d := time.Until(e.NextAttempt); d > 0 {
 			next = "in " + d.Round(time.Second).String()
 		}
+		if e.HeldBy != nil {
+			next = "delivering (" + mailsec.Printable(e.HeldBy.Node) + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Size, time.Since(e.Created).Round(time.Second),
 			e.Attempts, next, mailsec.Printable(from), mailsec.Printable(strings.Join(it.Recipients, ", ")))
 		if it.LastError != nil {
@@ -281,6 +285,9 @@ func printEntry(w io.Writer, e *queue.Entry) {
 		e.Attempts, e.NextAttempt.Format(time.RFC3339))
 	if e.AuthUser != "" {
 		fmt.Fprintf(w, "submitted by: %s\n", mailsec.Printable(e.AuthUser))
+	}
+	if h := e.HeldBy; h != nil {
+		fmt.Fprintf(w, "in delivery:  node %s, lease until %s\n", mailsec.Printable(h.Node), h.Until.Format(time.RFC3339))
 	}
 	for _, r := range e.Recipients {
 		fmt.Fprintf(w, "recipient:    %s  %s\n", mailsec.Printable(r.Addr), r.Status)

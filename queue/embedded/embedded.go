@@ -406,7 +406,21 @@ func (q *Queue) Get(ctx context.Context, id queue.ID) (*queue.Entry, error) {
 	if e == nil {
 		return nil, notFound(opname, id)
 	}
+	q.markHeld([]*queue.Entry{e})
 	return e, nil
+}
+
+// markHeld fills in HeldBy for the entries under a live lease of this
+// process, the only one that can hold any.
+func (q *Queue) markHeld(es []*queue.Entry) {
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, e := range es {
+		if l := q.leases[e.ID]; l != nil && !l.ending && l.expires.After(now) {
+			e.HeldBy = &queue.Holder{Node: "local", Until: l.expires}
+		}
+	}
 }
 
 func indexError(opname string, err error) error {
@@ -444,6 +458,7 @@ func (q *Queue) List(ctx context.Context) ([]*queue.Entry, error) {
 	if err != nil {
 		return nil, indexError(opname, err)
 	}
+	q.markHeld(out)
 	return out, nil
 }
 

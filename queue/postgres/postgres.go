@@ -476,9 +476,34 @@ func (q *Queue) isClosed() bool {
 const (
 	entryColumns = `id, envelope, size, created, attempts, next_attempt, delay_notified`
 	leaseColumns = `, lease_token, lease_expires`
+	// holderColumns say who holds a live lease, for Get and List.
+	holderColumns = `, CASE WHEN lease_expires > now() THEN lease_node END, CASE WHEN lease_expires > now() THEN lease_expires END`
 )
 
-func scanEntry(row pgx.Row, withLease bool) (*queue.Entry, error) {
+// scanHeld reads an entry followed by holderColumns.
+func scanHeld(row pgx.Row) (*queue.Entry, error) {
+	var (
+		e     queue.Entry
+		id    string
+		js    []byte
+		node  *string
+		until *time.Time
+	)
+	if err := row.Scan(&id, &js, &e.Size, &e.Created, &e.Attempts, &e.NextAttempt, &e.DelayNotified, &node, &until); err != nil {
+		return nil, err
+	}
+	e.ID = queue.ID(id)
+	if err := json.Unmarshal(js, &e.Envelope); err != nil {
+		return nil, mailsec.Errorf(mailsec.Config, "queue database", err, "entry %s is corrupt", id)
+	}
+	if node != nil && until != nil {
+		e.HeldBy = &queue.Holder{Node: *node, Until: *until}
+	}
+	return &e, nil
+}
+
+// scanEntry reads an entry followed by leaseColumns, as Claim returns it.
+func scanEntry(row pgx.Row) (*queue.Entry, error) {
 	var (
 		e     queue.Entry
 		id    string
@@ -486,24 +511,18 @@ func scanEntry(row pgx.Row, withLease bool) (*queue.Entry, error) {
 		token string
 		exp   time.Time
 	)
-	dest := []any{&id, &js, &e.Size, &e.Created, &e.Attempts, &e.NextAttempt, &e.DelayNotified}
-	if withLease {
-		dest = append(dest, &token, &exp)
-	}
-	if err := row.Scan(dest...); err != nil {
+	if err := row.Scan(&id, &js, &e.Size, &e.Created, &e.Attempts, &e.NextAttempt, &e.DelayNotified, &token, &exp); err != nil {
 		return nil, err
 	}
 	e.ID = queue.ID(id)
 	if err := json.Unmarshal(js, &e.Envelope); err != nil {
 		return nil, mailsec.Errorf(mailsec.Config, "queue database", err, "entry %s is corrupt", id)
 	}
-	if withLease {
-		e.Lease = &queue.Lease{ID: e.ID, Token: token, Expires: exp}
-	}
+	e.Lease = &queue.Lease{ID: e.ID, Token: token, Expires: exp}
 	return &e, nil
 }
 
-func (q *Queue) query(ctx context.Context, withLease bool, sql string, args ...any) ([]*queue.Entry, error) {
+func (q *Queue) query(ctx context.Context, sql string, args ...any) ([]*queue.Entry, error) {
 	rows, err := q.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
@@ -511,7 +530,7 @@ func (q *Queue) query(ctx context.Context, withLease bool, sql string, args ...a
 	defer rows.Close()
 	var out []*queue.Entry
 	for rows.Next() {
-		e, err := scanEntry(rows, withLease)
+		e, err := scanEntry(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -531,7 +550,7 @@ func (q *Queue) Get(ctx context.Context, id queue.ID) (*queue.Entry, error) {
 	if !queue.ValidID(string(id)) {
 		return nil, notFound(opname, id)
 	}
-	e, err := scanEntry(q.pool.QueryRow(ctx, `SELECT `+entryColumns+` FROM messages WHERE id = $1`, string(id)), false)
+	e, err := scanHeld(q.pool.QueryRow(ctx, `SELECT `+entryColumns+holderColumns+` FROM messages WHERE id = $1`, string(id)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound(opname, id)
 	}
@@ -550,8 +569,20 @@ func (q *Queue) List(ctx context.Context) ([]*queue.Entry, error) {
 		return nil, err
 	}
 	defer exit()
-	es, err := q.query(ctx, false, `SELECT `+entryColumns+` FROM messages ORDER BY created, id`)
+	rows, err := q.pool.Query(ctx, `SELECT `+entryColumns+holderColumns+` FROM messages ORDER BY created, id`)
 	if err != nil {
+		return nil, q.fail(opname, err)
+	}
+	defer rows.Close()
+	var es []*queue.Entry
+	for rows.Next() {
+		e, err := scanHeld(rows)
+		if err != nil {
+			return nil, q.fail(opname, err)
+		}
+		es = append(es, e)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, q.fail(opname, err)
 	}
 	return es, nil
@@ -591,7 +622,7 @@ func (q *Queue) Claim(ctx context.Context, max int, lease time.Duration) ([]*que
 	if max <= 0 {
 		return nil, nil
 	}
-	es, err := q.query(ctx, true, `WITH c AS (
+	es, err := q.query(ctx, `WITH c AS (
 		UPDATE messages SET lease_token = $1, lease_node = $2,
 			lease_expires = now() + $3::bigint * interval '1 microsecond'
 		WHERE id IN (

@@ -499,6 +499,10 @@ func testRecord(t *testing.T, q queue.Queue) {
 	env := sampleEnvelope()
 	id := enqueue(t, q, env, []byte("body"))
 	c := claimOne(t, q, time.Minute)
+	// An operator sees the delivery in progress, and by whom.
+	if h := get(t, q, id).HeldBy; h == nil || h.Node == "" || !h.Until.After(time.Now()) {
+		t.Errorf("Get during a lease: HeldBy %+v, want the holder", h)
+	}
 	when := time.Now().Truncate(time.Second)
 	delivered := &queue.Outcome{
 		Time: when, Host: "mx1.example.com", Addr: "192.0.2.1:25",
@@ -528,6 +532,9 @@ func testRecord(t *testing.T, q queue.Queue) {
 	want.Recipients[1].Last = deferred
 	e := get(t, q, id)
 	checkEnvelope(t, "after Record", e.Envelope, want)
+	if e.HeldBy != nil {
+		t.Errorf("after Record: HeldBy %+v, want none (the lease ended)", e.HeldBy)
+	}
 	if e.Attempts != 1 || !sameTime(e.NextAttempt, next) || !e.DelayNotified {
 		t.Fatalf("after Record: Attempts %d, NextAttempt %v (want %v), DelayNotified %v",
 			e.Attempts, e.NextAttempt, next, e.DelayNotified)
