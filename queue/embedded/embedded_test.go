@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -49,20 +48,6 @@ func env(key string) *queue.Envelope {
 func bodyFor(key string) string {
 	n := 1 + len(key)*37%200
 	return strings.Repeat("body of "+key+"\r\n", n) + "end " + key
-}
-
-func readAll(t *testing.T, q *Queue, id queue.ID) string {
-	t.Helper()
-	r, err := q.Body(bg, id)
-	if err != nil {
-		t.Fatalf("Body(%s): %v", id, err)
-	}
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 func TestReopen(t *testing.T) {
@@ -111,7 +96,7 @@ func TestReopen(t *testing.T) {
 			e.Recipients[0].Status != b.Recipients[0].Status || !e.Created.Equal(b.Created) {
 			t.Fatalf("entry changed across reopen:\n%+v\n%+v", b, e)
 		}
-		if got := readAll(t, q, e.ID); got != bodyFor(e.EnvID) {
+		if got := string(queuetest.ReadBody(t, q, e.ID)); got != bodyFor(e.EnvID) {
 			t.Fatalf("body of %s changed across reopen", e.ID)
 		}
 	}
@@ -353,7 +338,7 @@ func checkAfterKill(t *testing.T, dir string, keys map[queue.ID]string, recorded
 			t.Errorf("%s lost its recorded attempt: %+v", e.ID, e)
 		}
 		// Unacknowledged entries may be there too; whole, like the others.
-		if got := readAll(t, q, e.ID); got != bodyFor(e.EnvID) || e.Size != int64(len(got)) {
+		if got := string(queuetest.ReadBody(t, q, e.ID)); got != bodyFor(e.EnvID) || e.Size != int64(len(got)) {
 			t.Errorf("%s: body of %d octets (entry says %d) does not match its key %q", e.ID, len(got), e.Size, e.EnvID)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -52,20 +51,6 @@ func enqueue(t testing.TB, q *Queue, body string) queue.ID {
 		t.Fatal(err)
 	}
 	return id
-}
-
-func readBody(t *testing.T, q *Queue, id queue.ID) string {
-	t.Helper()
-	r, err := q.Body(bg, id)
-	if err != nil {
-		t.Fatalf("Body(%s): %v", id, err)
-	}
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatalf("reading %s: %v", id, err)
-	}
-	return string(b)
 }
 
 func sql(t *testing.T, dsn string) *pgx.Conn {
@@ -206,7 +191,7 @@ func TestMigrateOldSchema(t *testing.T) {
 	if s.Messages != 1 || s.Recipients != 2 || s.Octets != 4 {
 		t.Fatalf("Stats after the upgrade: %+v, want 1 message, 2 pending recipients, 4 octets", s)
 	}
-	if b := readBody(t, q, "old1"); b != "body" {
+	if b := string(queuetest.ReadBody(t, q, "old1")); b != "body" {
 		t.Fatalf("body after the upgrade: %q", b)
 	}
 }
@@ -519,7 +504,7 @@ func TestDatabaseRestart(t *testing.T) {
 		if !have[id] {
 			t.Fatalf("committed message %s lost", id)
 		}
-		if got := readBody(t, b, id); got != body {
+		if got := string(queuetest.ReadBody(t, b, id)); got != body {
 			t.Fatalf("body of %s is %q, want %q", id, got, body)
 		}
 	}

@@ -104,7 +104,9 @@ func get(t *testing.T, q queue.Queue, id queue.ID) *queue.Entry {
 	return e
 }
 
-func readBody(t *testing.T, q queue.Queue, id queue.ID) []byte {
+// ReadBody reads a message's body whole, failing the test on an error;
+// the backends' own tests use it too.
+func ReadBody(t *testing.T, q queue.Queue, id queue.ID) []byte {
 	t.Helper()
 	r, err := q.Body(bg, id)
 	if err != nil {
@@ -239,10 +241,10 @@ func testRoundTrip(t *testing.T, q queue.Queue) {
 	if e.Attempts != 0 || e.DelayNotified || e.Lease != nil {
 		t.Errorf("new entry has Attempts %d, DelayNotified %v, Lease %v", e.Attempts, e.DelayNotified, e.Lease)
 	}
-	if got := readBody(t, q, id); !bytes.Equal(got, body) {
+	if got := ReadBody(t, q, id); !bytes.Equal(got, body) {
 		t.Fatalf("Body = %q, want %q", got, body)
 	}
-	if got := readBody(t, q, null); len(got) != 0 {
+	if got := ReadBody(t, q, null); len(got) != 0 {
 		t.Fatalf("empty body came back as %q", got)
 	}
 	if n := get(t, q, null); n.From != "" || n.Size != 0 {
@@ -603,7 +605,7 @@ func testComplete(t *testing.T, q queue.Queue) {
 	if len(list) != 1 || list[0].ID != keep {
 		t.Fatalf("List after Complete = %v, want [%s]", ids(list), keep)
 	}
-	if b := readBody(t, q, keep); string(b) != "kept" {
+	if b := ReadBody(t, q, keep); string(b) != "kept" {
 		t.Fatalf("the other body is %q", b)
 	}
 }
@@ -870,7 +872,7 @@ func testConcurrentEnqueue(t *testing.T, q queue.Queue) {
 		if !ok {
 			t.Fatalf("List has %s, which no Enqueue returned", e.ID)
 		}
-		if got := readBody(t, q, e.ID); string(got) != want {
+		if got := ReadBody(t, q, e.ID); string(got) != want {
 			t.Fatalf("body of %s is %d octets, want %d", e.ID, len(got), len(want))
 		}
 	}
