@@ -676,7 +676,7 @@ func spawnPGNodes(sinkAddr string, pg *pgCluster, db string, k int) (relayTarget
 	}
 	var pids []int
 	for i := range k {
-		ms, err := spawnMailsec(sinkAddr, "", pgDSNEnv+"="+pg.dsn(db), fmt.Sprintf("%s=pg%d-%d", pgNodeEnv, k, i+1), "PGPASSWORD="+pg.password)
+		ms, err := spawnMailsec(sinkAddr, "", pgDSNEnv+"="+pg.dsn(db), fmt.Sprintf("%s=pg%d-%d", pgNodeEnv, k, i+1), "PGPASSWORD="+pg.password())
 		if err != nil {
 			return t, fmt.Errorf("postgres node %d of %d: %v", i+1, k, err)
 		}

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package pgtest
+package pgcluster
 
 import (
 	"errors"
@@ -8,12 +8,12 @@ import (
 	"os/user"
 )
 
-// credential exists on Unix only, where a root test run must hand
+// credential exists on Unix only, where a caller running as root must hand
 // PostgreSQL to another user.
 type credential struct{}
 
 func lookupCredential(*user.User) (*credential, error) {
-	return nil, errors.New("pgtest: cannot run PostgreSQL as another user on this system")
+	return nil, errors.New("pgcluster: cannot run PostgreSQL as another user on this system")
 }
 
 func (*credential) chown(string) error { return nil }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package pgtest
+package pgcluster
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 	"syscall"
 )
 
-// credential is the user PostgreSQL runs as when the tests run as root.
+// credential is the user PostgreSQL runs as when the caller runs as root.
 type credential struct{ uid, gid int }
 
 func lookupCredential(u *user.User) (*credential, error) {
