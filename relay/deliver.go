@@ -3,15 +3,16 @@ package relay
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/dane"
+	"github.com/mailsec/mailsec/dial"
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/smtp"
 	"github.com/mailsec/mailsec/tlsrpt"
@@ -36,7 +37,7 @@ type result struct {
 func (r *Relay) deliverTo(ctx context.Context, e *queue.Entry, d *destination, idx []int) map[int]result {
 	release, err := r.o.Limiter.Acquire(ctx, d.key, r.o.Concurrency)
 	if err != nil {
-		return allFailed(idx, temporaryFailure("4.4.5", err, "waiting for a connection slot to %s", d.key), nil)
+		return allFailed(idx, newFailure("4.4.5", err, "waiting for a connection slot to %s", d.key), nil)
 	}
 	defer release()
 	if res := r.tryKept(ctx, e, d, idx); res != nil {
@@ -54,12 +55,12 @@ func (r *Relay) deliverTo(ctx context.Context, e *queue.Entry, d *destination, i
 		if e.RequireTLS && !t.hp.verified {
 			// RFC 8689 section 4.2.1: only to a server whose identity DANE,
 			// MTA-STS or the operator's verify policy authenticates.
-			last = permanentFailure("5.7.30", nil, "REQUIRETLS: the policy for %s (%s) does not authenticate the server, so the message cannot go there", t.name, t.hp.level)
+			last = newFailure("5.7.30", nil, "REQUIRETLS: the policy for %s (%s) does not authenticate the server, so the message cannot go there", t.name, t.hp.level)
 			lastOutcome = &queue.Outcome{Host: t.name, TLS: &queue.TLSRecord{Policy: t.hp.level}}
 			continue
 		}
 		if len(t.addrs) == 0 {
-			last = temporaryFailure("4.4.4", t.err, "cannot find the address of %s", t.name)
+			last = newFailure("4.4.4", t.err, "cannot find the address of %s", t.name)
 			lastOutcome = &queue.Outcome{Host: t.name}
 			continue
 		}
@@ -76,7 +77,7 @@ func (r *Relay) deliverTo(ctx context.Context, e *queue.Entry, d *destination, i
 		}
 	}
 	if last == nil {
-		last = temporaryFailure("4.4.4", nil, "no server of %s could be tried", d.key)
+		last = newFailure("4.4.4", nil, "no server of %s could be tried", d.key)
 	}
 	return allFailed(idx, last, lastOutcome)
 }
@@ -221,10 +222,11 @@ func reportResult(err error, hp *hostPolicy) tlsrpt.ResultType {
 	case mailsec.TLSCertName:
 		return tlsrpt.CertificateHostMismatch
 	case mailsec.TLSCertificate:
+		var inv x509.CertificateInvalidError
 		switch {
 		case hp.dane != nil:
 			return tlsrpt.ValidationFailure
-		case strings.Contains(err.Error(), "expired"):
+		case errors.As(err, &inv) && inv.Reason == x509.Expired:
 			return tlsrpt.CertificateExpired
 		}
 		return tlsrpt.CertificateNotTrusted
@@ -240,9 +242,7 @@ func hostOf(hostport string) string {
 	return h
 }
 
-func (r *Relay) dialer() interface {
-	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-} {
+func (r *Relay) dialer() dial.Dialer {
 	if r.o.Dialer != nil {
 		return r.o.Dialer
 	}
@@ -266,20 +266,20 @@ func connectFailure(err error, name, p string) *failure {
 	switch code := mailsec.CodeOf(err); {
 	case code == mailsec.StartTLSUnavailable:
 		// RFC 5248's X.7.10, "Encryption Needed".
-		return temporaryFailure("4.7.10", err, "TLS is required (policy %s) but %s does not offer STARTTLS", p, name)
+		return newFailure("4.7.10", err, "TLS is required (policy %s) but %s does not offer STARTTLS", p, name)
 	case tlsFailed(err):
-		return temporaryFailure("4.7.5", err, "TLS with %s failed (policy %s): %v", name, p, err)
+		return newFailure("4.7.5", err, "TLS with %s failed (policy %s): %v", name, p, err)
 	case code == mailsec.Timeout:
 		// Not the client's hint about implicit TLS: an MX that is silent
 		// is slow or broken, whatever its port.
-		return temporaryFailure("4.4.1", err, "%s did not answer in time", name)
+		return newFailure("4.4.1", err, "%s did not answer in time", name)
 	}
 	if rep := mailsec.ReplyOf(err); rep != nil {
 		f := replyFailure(rep, err, "the server "+name+" refused the session")
 		f.status = "4" + f.status[1:]
 		return f
 	}
-	return temporaryFailure("4.4.1", err, "cannot reach %s: %v", name, err)
+	return newFailure("4.4.1", err, "cannot reach %s: %v", name, err)
 }
 
 // transact runs one mail transaction for the recipients idx on s. stale
@@ -288,12 +288,19 @@ func connectFailure(err error, name, p string) *failure {
 func (r *Relay) transact(ctx context.Context, e *queue.Entry, s *session, idx []int) (map[int]result, bool) {
 	body, err := r.o.Queue.Body(ctx, e.ID)
 	if err != nil {
-		return allFailed(idx, temporaryFailure("4.3.0", err, "cannot read the queued message"), s.outcome()), false
+		return allFailed(idx, newFailure("4.3.0", err, "cannot read the queued message"), s.outcome()), false
 	}
 	defer body.Close()
 	to := make([]string, len(idx))
 	for i, k := range idx {
 		to[i] = e.Recipients[k].Addr
+	}
+	if e.RequireTLS {
+		if ok, _ := s.c.Extension("REQUIRETLS"); !ok {
+			// RFC 8689 section 4.2.1: the next hop must keep the
+			// requirement; section 5's code for one that cannot.
+			return allFailed(idx, newFailure("5.7.30", nil, "REQUIRETLS: %s does not offer REQUIRETLS, so it would not keep the requirement", s.host), s.outcome()), false
+		}
 	}
 	mo := &smtp.MailOptions{Size: e.Size, AllowPartial: true, RequireTLS: e.RequireTLS}
 	if e.Body == "8BITMIME" {
@@ -318,21 +325,20 @@ func (r *Relay) transact(ctx context.Context, e *queue.Entry, s *session, idx []
 		if errors.As(err, &me) && me.Op == "address" {
 			status = "5.1.3" // RFC 3463: bad destination mailbox address syntax
 		}
-		return allFailed(idx, permanentFailure(status, err, "%v", err), s.outcome()), false
+		return allFailed(idx, newFailure(status, err, "%v", err), s.outcome()), false
 	case mailsec.Unsupported:
+		// The server lacks 8BITMIME or SMTPUTF8 for this message
+		// (REQUIRETLS was checked above).
 		status := "5.6.3"
-		switch msg := err.Error(); {
-		case strings.Contains(msg, "SMTPUTF8"):
+		if ok, _ := s.c.Extension("SMTPUTF8"); !ok && !isASCII(e.From, to) {
 			status = "5.6.7" // RFC 6531 section 3.5
-		case strings.Contains(msg, "REQUIRETLS"):
-			status = "5.7.30" // RFC 8689 section 5
 		}
-		return allFailed(idx, permanentFailure(status, err, "%v", err), s.outcome()), false
+		return allFailed(idx, newFailure(status, err, "%v", err), s.outcome()), false
 	}
 	// The connection broke. If it did so after the end of data the
 	// message may have arrived; delivering it again is the lesser evil
 	// (RFC 5321 section 6.1 on duplicates).
-	return allFailed(idx, temporaryFailure("4.4.2", err, "the session with %s broke: %v", s.host, err), s.outcome()), true
+	return allFailed(idx, newFailure("4.4.2", err, "the session with %s broke: %v", s.host, err), s.outcome()), true
 }
 
 // recipientResult is recipient i's result of a transaction that reached
@@ -348,7 +354,7 @@ func (r *Relay) recipientResult(res *smtp.Result, i int, err error, s *session) 
 	if rep == nil {
 		// Accepted at RCPT, but the transaction ended before a final
 		// reply (a broken connection): not known to be delivered.
-		f := temporaryFailure("4.4.2", err, "no final reply from %s: %v", s.host, err)
+		f := newFailure("4.4.2", err, "no final reply from %s: %v", s.host, err)
 		return result{status: queue.Pending, outcome: withFailure(o, f), fail: f}
 	}
 	o.Reply = rep
@@ -400,4 +406,16 @@ func allFailed(idx []int, f *failure, base *queue.Outcome) map[int]result {
 		out[k] = result{status: st, outcome: withFailure(&o, f), fail: f}
 	}
 	return out
+}
+
+// isASCII reports whether the sender and every recipient are ASCII.
+func isASCII(from string, to []string) bool {
+	for _, a := range append([]string{from}, to...) {
+		for i := 0; i < len(a); i++ {
+			if a[i] >= 0x80 {
+				return false
+			}
+		}
+	}
+	return true
 }

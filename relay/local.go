@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"io"
+	"maps"
 	"strings"
 	"time"
 
@@ -43,7 +44,7 @@ func (r *Relay) deliverLocal(ctx context.Context, e *queue.Entry, idx []int) map
 	for _, k := range idx {
 		box := r.mailbox(e.Recipients[k].Addr)
 		if strings.HasPrefix(box, `"`) || !r.o.Local.Exists(box) {
-			out[k] = allFailed([]int{k}, permanentFailure("5.1.1", nil, "no such local mailbox %q", box), local)[k]
+			out[k] = allFailed([]int{k}, newFailure("5.1.1", nil, "no such local mailbox %q", box), local)[k]
 			continue
 		}
 		ok = append(ok, k)
@@ -61,9 +62,7 @@ func (r *Relay) deliverLocal(ctx context.Context, e *queue.Entry, idx []int) map
 		body.Close()
 	}
 	if err != nil {
-		for k, v := range allFailed(ok, temporaryFailure("4.3.0", err, "local delivery failed: %v", err), local) {
-			out[k] = v
-		}
+		maps.Copy(out, allFailed(ok, newFailure("4.3.0", err, "local delivery failed: %v", err), local))
 		return out
 	}
 	for _, k := range ok {

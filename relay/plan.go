@@ -47,10 +47,24 @@ func (r *Relay) planHosts(ctx context.Context, d *destination, h header, require
 	if h.tlsOptional && !requireTLS && (level == Dane || level == DaneOnly || level == MTASTS) {
 		level = May
 	}
+	if level == None || level == May || level == Encrypt || level == Verify {
+		for i := range d.hosts {
+			d.hosts[i].hp = hostPolicy{level: level.String(), base: level, verified: level == Verify,
+				report: tlsrpt.Policy{Type: tlsrpt.PolicyNone, Domain: d.domain}}
+		}
+		return
+	}
+	// The MTA-STS policy is fetched when a host first needs it: where DANE
+	// applies to every host it wins (RFC 8461 section 2) and no fetch is
+	// made. MTA-STS is about a domain's MX hosts (section 4), not a next
+	// hop the operator named.
 	var sts *mtasts.Policy
-	// MTA-STS is about a domain's MX hosts (RFC 8461 section 4), not a
-	// next hop the operator named.
-	if (level == Dane || level == MTASTS) && r.o.MTASTS != nil && d.mx {
+	stsDone := level == DaneOnly || r.o.MTASTS == nil || !d.mx
+	stsPolicy := func() *mtasts.Policy {
+		if stsDone {
+			return sts
+		}
+		stsDone = true
 		res, err := r.o.MTASTS.Get(ctx, d.domain)
 		switch {
 		case err != nil:
@@ -61,6 +75,7 @@ func (r *Relay) planHosts(ctx context.Context, d *destination, h header, require
 		if res != nil && res.FailureType != "" {
 			r.reportFailure(tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: d.domain}, tlsrpt.Failure{Result: tlsrpt.ResultType(res.FailureType)})
 		}
+		return sts
 	}
 	// RFC 7672 section 2.2.1: DANE only for MX hosts whose MX lookup was
 	// itself DNSSEC-authenticated (a next hop named by the operator needs
@@ -69,31 +84,25 @@ func (r *Relay) planHosts(ctx context.Context, d *destination, h header, require
 	for i := range d.hosts {
 		t := &d.hosts[i]
 		hp := &t.hp
-		switch {
-		case level == None || level == May || level == Encrypt || level == Verify:
-			*hp = hostPolicy{level: level.String(), base: level, verified: level == Verify}
-			hp.report = tlsrpt.Policy{Type: tlsrpt.PolicyNone, Domain: d.domain}
-			continue
-		}
 		if useDane && t.secure {
 			if r.planDane(ctx, d, t) {
 				continue
 			}
 		}
 		if level == DaneOnly {
-			hp.skip = temporaryFailure("4.7.5", nil, "policy dane-only: %s has no usable DNSSEC-signed TLSA records", t.name)
+			hp.skip = newFailure("4.7.5", nil, "policy dane-only: %s has no usable DNSSEC-signed TLSA records", t.name)
 			hp.level = "dane-only"
 			r.reportFailure(tlsrpt.Policy{Type: tlsrpt.PolicyTLSA, Domain: d.domain, MXHost: []string{t.name}},
 				tlsrpt.Failure{Result: tlsrpt.DANERequired, ReceivingMXHostname: t.name})
 			continue
 		}
-		if sts != nil {
+		if sts := stsPolicy(); sts != nil {
 			rp := tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: d.domain, Strings: stsStrings(sts), MXHost: sts.MX}
 			if sts.Mode == mtasts.ModeEnforce {
 				// RFC 8461 section 4.1: only MX hosts the policy names,
 				// and section 4.2: with a certificate valid for the name.
 				if !sts.Matches(t.name) {
-					hp.skip = temporaryFailure("4.7.5", nil, "%s is not an MX host of the MTA-STS policy of %s", t.name, d.domain)
+					hp.skip = newFailure("4.7.5", nil, "%s is not an MX host of the MTA-STS policy of %s", t.name, d.domain)
 					hp.level = "mta-sts"
 					continue
 				}
@@ -118,7 +127,7 @@ func (r *Relay) planDane(ctx context.Context, d *destination, t *target) bool {
 	if err != nil {
 		// RFC 7672 section 2.2: a lookup that fails is not "no records";
 		// the host cannot be used now.
-		hp.skip = temporaryFailure("4.7.5", err, "the TLSA lookup for %s failed; not delivering without it", t.name)
+		hp.skip = newFailure("4.7.5", err, "the TLSA lookup for %s failed; not delivering without it", t.name)
 		hp.level = "dane"
 		r.reportFailure(tlsrpt.Policy{Type: tlsrpt.PolicyTLSA, Domain: d.domain, MXHost: []string{t.name}},
 			tlsrpt.Failure{Result: tlsrpt.DNSSECInvalid, ReceivingMXHostname: t.name})

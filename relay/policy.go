@@ -121,20 +121,11 @@ func verdict(st *tls.ConnectionState, name string, roots *x509.CertPool) string 
 	if st == nil {
 		return ""
 	}
-	if len(st.PeerCertificates) == 0 {
-		return "untrusted"
-	}
-	leaf := st.PeerCertificates[0]
-	inter := x509.NewCertPool()
-	for _, c := range st.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-		return "untrusted"
-	}
-	if leaf.VerifyHostname(name) != nil {
+	switch mailsec.CodeOf(tlsconf.Check(st.PeerCertificates, roots, name)) {
+	case 0:
+		return "verified"
+	case mailsec.TLSCertName:
 		return "name-mismatch"
 	}
-	return "verified"
+	return "untrusted"
 }

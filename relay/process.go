@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"strings"
 	"time"
 
@@ -23,13 +24,9 @@ func (r *Relay) process(ctx context.Context, e *queue.Entry) {
 	results := map[int]result{}
 	h, err := r.readHeader(ctx, e.ID)
 	if err != nil {
-		for k, v := range allFailed(pending, temporaryFailure("4.3.0", err, "cannot read the queued message"), nil) {
-			results[k] = v
-		}
+		maps.Copy(results, allFailed(pending, newFailure("4.3.0", err, "cannot read the queued message"), nil))
 	} else if h.hops > maxHops {
-		for k, v := range allFailed(pending, permanentFailure("5.4.6", nil, "the message has passed %d servers: a mail loop", h.hops), nil) {
-			results[k] = v
-		}
+		maps.Copy(results, allFailed(pending, newFailure("5.4.6", nil, "the message has passed %d servers: a mail loop", h.hops), nil))
 	} else {
 		r.attempt(ctx, e, h, pending, results)
 	}
@@ -52,7 +49,7 @@ func (r *Relay) attempt(ctx context.Context, e *queue.Entry, h header, idx []int
 		if err := smtp.CheckAddress(e.Recipients[k].Addr); err != nil {
 			// Set aside before any transaction: it could never be sent,
 			// and it must not take the other recipients down with it.
-			results[k] = allFailed([]int{k}, permanentFailure("5.1.3", err, "%v", err), nil)[k]
+			results[k] = allFailed([]int{k}, newFailure("5.1.3", err, "%v", err), nil)[k]
 			continue
 		}
 		if r.mailbox(e.Recipients[k].Addr) != "" {
@@ -66,9 +63,7 @@ func (r *Relay) attempt(ctx context.Context, e *queue.Entry, h header, idx []int
 		byDomain[d] = append(byDomain[d], k)
 	}
 	if len(local) > 0 {
-		for k, v := range r.deliverLocal(ctx, e, local) {
-			results[k] = v
-		}
+		maps.Copy(results, r.deliverLocal(ctx, e, local))
 	}
 	type group struct {
 		d   *destination
@@ -79,12 +74,9 @@ func (r *Relay) attempt(ctx context.Context, e *queue.Entry, h header, idx []int
 	for _, dom := range domains {
 		d, f := r.resolveDestination(ctx, dom)
 		if f != nil {
-			for k, v := range allFailed(byDomain[dom], f, nil) {
-				results[k] = v
-			}
+			maps.Copy(results, allFailed(byDomain[dom], f, nil))
 			continue
 		}
-		r.planHosts(ctx, d, h, e.RequireTLS)
 		g := byKey[d.reuseKey()]
 		if g == nil {
 			g = &group{d: d}
@@ -94,9 +86,9 @@ func (r *Relay) attempt(ctx context.Context, e *queue.Entry, h header, idx []int
 		g.idx = append(g.idx, byDomain[dom]...)
 	}
 	for _, g := range groups {
-		for k, v := range r.deliverTo(ctx, e, g.d, g.idx) {
-			results[k] = v
-		}
+		// Once per destination: domains sharing a next hop share its plan.
+		r.planHosts(ctx, g.d, h, e.RequireTLS)
+		maps.Copy(results, r.deliverTo(ctx, e, g.d, g.idx))
 	}
 }
 

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"strings"
 	"testing"
 
@@ -52,5 +54,28 @@ func TestNoSTARTTLS(t *testing.T) {
 	}
 	if n := len(d.sink.all()); n != 1 {
 		t.Errorf("%d messages reached the destination without TLS, want 1 (the may one)", n)
+	}
+}
+
+// The verdict recorded under may and encrypt is what verify would have
+// said of the same certificate.
+func TestVerdict(t *testing.T) {
+	cert, pool := certFor(t, "mx1.example.test")
+	st := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf}}
+	for _, tc := range []struct {
+		name  string
+		roots *x509.CertPool
+		want  string
+	}{
+		{"mx1.example.test", pool, "verified"},
+		{"mx2.example.test", pool, "name-mismatch"},
+		{"mx1.example.test", x509.NewCertPool(), "untrusted"},
+	} {
+		if got := verdict(st, tc.name, tc.roots); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if got := verdict(nil, "x", pool); got != "" {
+		t.Errorf("plain text: %q", got)
 	}
 }

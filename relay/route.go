@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/dsn"
 	"github.com/mailsec/mailsec/resolve"
 	"github.com/mailsec/mailsec/sasl"
 )
@@ -88,14 +89,14 @@ func (r *Relay) resolveDestination(ctx context.Context, domain string) (*destina
 	if err != nil {
 		if resolve.Permanent(err) {
 			// No such domain, or no address for any of its servers.
-			return nil, permanentFailure("5.1.2", err, "no mail server for %s: %v", domain, err)
+			return nil, newFailure("5.1.2", err, "no mail server for %s: %v", domain, err)
 		}
-		return nil, temporaryFailure("4.4.3", err, "cannot look up the mail servers of %s", domain)
+		return nil, newFailure("4.4.3", err, "cannot look up the mail servers of %s", domain)
 	}
 	if mx.Null {
 		// RFC 7505 section 4.1: the domain accepts no mail; section 4.2's
 		// code for the refusal.
-		return nil, permanentFailure("5.1.10", nil, "the domain %s accepts no mail (null MX, RFC 7505)", domain)
+		return nil, newFailure("5.1.10", nil, "the domain %s accepts no mail (null MX, RFC 7505)", domain)
 	}
 	d := &destination{key: strings.ToLower(domain), domain: strings.ToLower(domain), policy: policy, port: r.o.Port,
 		mx: true, secure: mx.Secure}
@@ -103,7 +104,7 @@ func (r *Relay) resolveDestination(ctx context.Context, domain string) (*destina
 		d.hosts = append(d.hosts, target{name: h.Name, addrs: h.Addrs, err: h.Err, secure: h.Secure})
 	}
 	if len(d.hosts) == 0 {
-		return nil, temporaryFailure("4.4.4", nil, "no mail server of %s has an address", domain)
+		return nil, newFailure("4.4.4", nil, "no mail server of %s has an address", domain)
 	}
 	return d, nil
 }
@@ -115,7 +116,7 @@ func (r *Relay) nextHop(ctx context.Context, domain, hop string, policy Policy, 
 	if h, p, err := net.SplitHostPort(hop); err == nil {
 		host = h
 		if port, err = strconv.Atoi(p); err != nil {
-			return nil, temporaryFailure("4.3.5", nil, "next hop %q has a bad port", hop)
+			return nil, newFailure("4.3.5", nil, "next hop %q has a bad port", hop)
 		}
 	}
 	host = strings.Trim(host, "[]")
@@ -135,7 +136,7 @@ func (r *Relay) nextHop(ctx context.Context, domain, hop string, policy Policy, 
 	if err != nil || len(addrs) == 0 {
 		// A configured next hop that does not resolve is the operator's
 		// problem to fix, not the recipient's: defer, never bounce.
-		return nil, temporaryFailure("4.4.4", err, "cannot find the address of next hop %s", host)
+		return nil, newFailure("4.4.4", err, "cannot find the address of next hop %s", host)
 	}
 	d.hosts = []target{{name: host, addrs: addrs, secure: secure}}
 	return d, nil
@@ -152,11 +153,9 @@ type failure struct {
 	detail string
 }
 
-func permanentFailure(status string, err error, format string, args ...any) *failure {
-	return &failure{status: status, err: err, detail: fmt.Sprintf(format, args...)}
-}
-
-func temporaryFailure(status string, err error, format string, args ...any) *failure {
+// newFailure makes a failure whose status (4.x.x or 5.x.x) says whether
+// it is temporary or permanent.
+func newFailure(status string, err error, format string, args ...any) *failure {
 	return &failure{status: status, err: err, detail: fmt.Sprintf(format, args...)}
 }
 
@@ -166,9 +165,5 @@ func (f *failure) permanent() bool { return strings.HasPrefix(f.status, "5") }
 // replyFailure classes a server's refusal: its enhanced code when it gave
 // a matching one (RFC 3463 section 3), else the reply class's generic one.
 func replyFailure(rep *mailsec.Reply, err error, detail string) *failure {
-	status := rep.Enhanced
-	if status == "" || status[0] != byte('0'+rep.Code/100) {
-		status = string(byte('0'+rep.Code/100)) + ".0.0"
-	}
-	return &failure{status: status, reply: rep, err: err, detail: detail}
+	return &failure{status: dsn.StatusFromReply(rep.Code, rep.Enhanced), reply: rep, err: err, detail: detail}
 }

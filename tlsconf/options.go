@@ -170,21 +170,14 @@ func (v *verifier) verify(cs tls.ConnectionState) error {
 	}
 	var chain []*x509.Certificate
 	if !v.noChain {
-		inter := x509.NewCertPool()
-		for _, c := range cs.PeerCertificates[1:] {
-			inter.AddCert(c)
+		var err error
+		if chain, err = verifyChain(cs.PeerCertificates, v.roots); err != nil {
+			return err
 		}
-		chains, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-		if err != nil {
-			return chainError(leaf, err)
-		}
-		chain = chains[0]
 	}
 	if !v.noName {
-		if err := leaf.VerifyHostname(v.name); err != nil {
-			return &mailsec.Error{Code: mailsec.TLSCertName, Op: "handshake",
-				Detail: fmt.Sprintf("certificate for %s does not match %q", certNames(leaf), v.name), Err: err}
+		if err := verifyName(leaf, v.name); err != nil {
+			return err
 		}
 	}
 	if err := checkPins(leaf, v.pins); err != nil {
@@ -193,6 +186,45 @@ func (v *verifier) verify(cs tls.ConnectionState) error {
 	// Revocation is checked last: it is the only check that goes to the
 	// network, and a chain that fails the others is refused anyway.
 	return checkRevocation(v.ctx, v.rev, chain, cs.OCSPResponse)
+}
+
+// Check verifies a peer's certificates as the zero Options would, chain
+// against roots (nil: the system's) and the leaf against name, without
+// pins or revocation: for a caller that let a handshake through
+// unverified and wants to know afterwards what the certificate would
+// have met. The error is coded as a handshake's would be.
+func Check(peer []*x509.Certificate, roots *x509.CertPool, name string) error {
+	if len(peer) == 0 {
+		return &mailsec.Error{Code: mailsec.TLSCertificate, Op: "handshake", Detail: "the server sent no certificate"}
+	}
+	if _, err := verifyChain(peer, roots); err != nil {
+		return err
+	}
+	return verifyName(peer[0], name)
+}
+
+// verifyChain verifies the leaf of peer (leaf first, as sent) for server
+// authentication with the rest as intermediates, and returns the chain.
+func verifyChain(peer []*x509.Certificate, roots *x509.CertPool) ([]*x509.Certificate, error) {
+	inter := x509.NewCertPool()
+	for _, c := range peer[1:] {
+		inter.AddCert(c)
+	}
+	chains, err := peer[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if err != nil {
+		return nil, chainError(peer[0], err)
+	}
+	return chains[0], nil
+}
+
+// verifyName checks that the leaf names name.
+func verifyName(leaf *x509.Certificate, name string) error {
+	if err := leaf.VerifyHostname(name); err != nil {
+		return &mailsec.Error{Code: mailsec.TLSCertName, Op: "handshake",
+			Detail: fmt.Sprintf("certificate for %s does not match %q", certNames(leaf), name), Err: err}
+	}
+	return nil
 }
 
 func chainError(leaf *x509.Certificate, err error) error {

@@ -62,6 +62,29 @@ func queueCmd() *cobra.Command {
 		}
 		return queue.ID(args[0]), nil
 	}
+	// byID runs retry or delete on the message its argument names.
+	byID := func(done string, op func(queue.Admin, context.Context, queue.ID) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			id, err := idArg(args)
+			if err != nil {
+				return err
+			}
+			return withQueue(func(ctx context.Context, q queue.Admin) error {
+				if err := op(q, ctx, id); err != nil {
+					return err
+				}
+				if asJSON {
+					printJSON(struct {
+						OK bool     `json:"ok"`
+						ID queue.ID `json:"id"`
+					}{true, id})
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", id, done)
+				}
+				return nil
+			})
+		}
+	}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the queued messages: id, size, age, attempts, next attempt, sender, recipients, last error",
@@ -118,17 +141,13 @@ func queueCmd() *cobra.Command {
 		Use:   "retry ID",
 		Short: "Make a deferred message due now",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return queueOp(args, idArg, withQueue, asJSON, cmd.OutOrStdout(), "due now", queue.Admin.Retry)
-		},
+		RunE:  byID("due now", queue.Admin.Retry),
 	}
 	del := &cobra.Command{
 		Use:   "delete ID",
 		Short: "Remove a message from the queue without a bounce",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return queueOp(args, idArg, withQueue, asJSON, cmd.OutOrStdout(), "deleted", queue.Admin.Delete)
-		},
+		RunE:  byID("deleted", queue.Admin.Delete),
 	}
 	var domain, day string
 	report := &cobra.Command{
@@ -189,30 +208,6 @@ func printTLSReport(w io.Writer, rep *tlsrpt.Report) {
 			fmt.Fprintln(w)
 		}
 	}
-}
-
-// queueOp runs retry or delete on the message named by args.
-func queueOp(args []string, idArg func([]string) (queue.ID, error),
-	withQueue func(func(context.Context, queue.Admin) error) error,
-	asJSON bool, w io.Writer, done string, op func(queue.Admin, context.Context, queue.ID) error) error {
-	id, err := idArg(args)
-	if err != nil {
-		return err
-	}
-	return withQueue(func(ctx context.Context, q queue.Admin) error {
-		if err := op(q, ctx, id); err != nil {
-			return err
-		}
-		if asJSON {
-			printJSON(struct {
-				OK bool     `json:"ok"`
-				ID queue.ID `json:"id"`
-			}{true, id})
-		} else {
-			fmt.Fprintf(w, "%s: %s\n", id, done)
-		}
-		return nil
-	})
 }
 
 // queueItem is one message of "queue list --json".
