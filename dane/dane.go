@@ -386,13 +386,10 @@ func leafNames(c *x509.Certificate) string {
 // client must set InsecureSkipVerify, since WebPKI validation does not
 // apply under DANE (RFC 7672 section 3.1.3); the handshake then fails with
 // the error of Verify, which errors.As finds through the TLS error.
-//
-// The records are filtered once, here, and not for every connection.
 func VerifyConnection(recs []Record, names []string) func(tls.ConnectionState) error {
-	usable := Usable(recs)
-	names = slices.Clone(names)
+	recs, names = slices.Clone(recs), slices.Clone(names)
 	return func(cs tls.ConnectionState) error {
-		_, err := Verify(cs.PeerCertificates, usable, names, time.Now())
+		_, err := Verify(cs.PeerCertificates, recs, names, time.Now())
 		return err
 	}
 }

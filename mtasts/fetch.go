@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/resolve"
+	"github.com/mailsec/mailsec/tlsrpt"
 )
 
 // defaultTimeout is the one minute section 3.3 suggests for the HTTPS
@@ -25,20 +26,17 @@ import (
 // would fail compliant hosts.
 const defaultTimeout = time.Minute
 
-// maxChain bounds the CNAME chain followed in a TXT answer.
-const maxChain = 8
-
 // The RFC 8460 section 4.3.2.2 result types of policy discovery failures,
 // as FailureType returns them, for TLS reports.
 const (
 	// FailureFetchError: the policy could not be retrieved (host
 	// unreachable, timeout, HTTP status other than 200, redirect).
-	FailureFetchError = "sts-policy-fetch-error"
+	FailureFetchError = string(tlsrpt.STSPolicyFetchError)
 	// FailurePolicyInvalid: a policy was retrieved but is not valid.
-	FailurePolicyInvalid = "sts-policy-invalid"
+	FailurePolicyInvalid = string(tlsrpt.STSPolicyInvalid)
 	// FailureWebPKIInvalid: the policy host's certificate did not
 	// validate.
-	FailureWebPKIInvalid = "sts-webpki-invalid"
+	FailureWebPKIInvalid = string(tlsrpt.STSWebPKIInvalid)
 )
 
 // ErrNoPolicy is the cause of the errors LookupTXT returns when the domain
@@ -115,11 +113,13 @@ func (f *Fetcher) LookupTXT(ctx context.Context, domain string) (string, error) 
 		return "", err
 	}
 	var records []string
-	for _, txt := range txtRecords(resp, name) {
+	for _, rr := range resolve.Chase(resp, name, dns.TypeTXT) {
 		// Section 3.1: the strings of one record are concatenated
 		// without spaces.
-		if s := strings.Join(txt.Txt, ""); isSTSv1(s) {
-			records = append(records, s)
+		if txt, ok := rr.(*dns.TXT); ok {
+			if s := strings.Join(txt.Txt, ""); isSTSv1(s) {
+				records = append(records, s)
+			}
 		}
 	}
 	switch len(records) {
@@ -136,34 +136,6 @@ func (f *Fetcher) LookupTXT(ctx context.Context, domain string) (string, error) 
 		return "", noPolicy("%s has an invalid TXT record %q", name, records[0])
 	}
 	return id, nil
-}
-
-// txtRecords returns the TXT records of name in resp, following the CNAMEs
-// of the answer from name.
-func txtRecords(resp *dns.Msg, name string) []*dns.TXT {
-	name = dns.CanonicalName(name)
-	for range maxChain {
-		var (
-			out   []*dns.TXT
-			cname string
-		)
-		for _, rr := range resp.Answer {
-			if dns.CanonicalName(rr.Header().Name) != name {
-				continue
-			}
-			switch rr := rr.(type) {
-			case *dns.TXT:
-				out = append(out, rr)
-			case *dns.CNAME:
-				cname = dns.CanonicalName(rr.Target)
-			}
-		}
-		if len(out) > 0 || cname == "" {
-			return out
-		}
-		name = cname
-	}
-	return nil
 }
 
 // isSTSv1 reports whether a TXT record begins with the version field, the

@@ -2,16 +2,11 @@ package mtasts
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +23,7 @@ import (
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/internal/dnstest"
+	"github.com/mailsec/mailsec/internal/wiretest"
 	"github.com/mailsec/mailsec/resolve"
 )
 
@@ -263,68 +259,11 @@ func TestLookupTXT(t *testing.T) {
 	})
 }
 
-// testCA issues the certificates of the policy hosts.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "mtasts test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-func (ca *testCA) leaf(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // policyHost is an HTTPS server on 127.0.0.1 standing for the policy
 // hosts. Its answer can be changed while it runs, and it counts requests.
 type policyHost struct {
 	srv  *httptest.Server
-	ca   *testCA
+	pool *x509.CertPool // trusts the server's certificate alone
 	port int
 
 	mu          sync.Mutex
@@ -341,7 +280,8 @@ const goodPolicy = "version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age:
 // set, replaces the configurable answer.
 func startPolicyHost(t *testing.T, certName string, handler http.HandlerFunc) *policyHost {
 	t.Helper()
-	h := &policyHost{ca: newCA(t), status: http.StatusOK, contentType: "text/plain; charset=utf-8",
+	cert, pool := wiretest.SelfSigned(t, certName)
+	h := &policyHost{pool: pool, status: http.StatusOK, contentType: "text/plain; charset=utf-8",
 		body: goodPolicy, requests: map[string]int{}}
 	h.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
@@ -358,7 +298,7 @@ func startPolicyHost(t *testing.T, certName string, handler http.HandlerFunc) *p
 	}))
 	// The handshake failures the tests cause on purpose are not news.
 	h.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	h.srv.TLS = &tls.Config{Certificates: []tls.Certificate{h.ca.leaf(t, certName)}}
+	h.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	h.srv.StartTLS()
 	t.Cleanup(h.srv.Close)
 	_, port, err := net.SplitHostPort(h.srv.Listener.Addr().String())
@@ -382,12 +322,12 @@ func (h *policyHost) count(path string) int {
 }
 
 // fetcher returns a Fetcher whose connections to any policy host reach
-// this server, and which trusts only the server's CA.
+// this server, and which trusts only the server's certificate.
 func (h *policyHost) fetcher(r TXTLookup) *Fetcher {
 	addr := h.srv.Listener.Addr().String()
 	return &Fetcher{
 		Resolver: r,
-		RootCAs:  h.ca.pool,
+		RootCAs:  h.pool,
 		Port:     h.port,
 		Timeout:  5 * time.Second,
 		DialContext: func(ctx context.Context, network, target string) (net.Conn, error) {
@@ -536,7 +476,7 @@ func TestFetchCallerClientRedirect(t *testing.T) {
 	f := h.fetcher(nil)
 	f.HTTPClient = &http.Client{Transport: &http.Transport{
 		DialContext:     f.DialContext,
-		TLSClientConfig: &tls.Config{RootCAs: h.ca.pool},
+		TLSClientConfig: &tls.Config{RootCAs: h.pool},
 	}}
 	if p, err := f.Fetch(t.Context(), "example.test"); err == nil || FailureType(err) != FailureFetchError {
 		t.Errorf("got %+v, %v; want a fetch error", p, err)

@@ -126,7 +126,7 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) (*MX, error) {
 	}
 	mx := &MX{Domain: display(fqdn), Secure: resp.AuthenticatedData}
 	var records []*dns.MX
-	for _, rr := range chase(resp, fqdn, dns.TypeMX) {
+	for _, rr := range Chase(resp, fqdn, dns.TypeMX) {
 		if m, ok := rr.(*dns.MX); ok {
 			records = append(records, m)
 		}
@@ -234,7 +234,7 @@ func (r *Resolver) lookupFamily(ctx context.Context, fqdn string, qtype uint16) 
 		return family{err: err}
 	}
 	f := family{ad: resp.AuthenticatedData}
-	for _, rr := range chase(resp, fqdn, qtype) {
+	for _, rr := range Chase(resp, fqdn, qtype) {
 		if len(f.addrs) == maxAddrsPerFamily {
 			break
 		}
@@ -398,12 +398,12 @@ func answers(req, resp *dns.Msg) bool {
 		dns.CanonicalName(q.Name) == dns.CanonicalName(want.Name)
 }
 
-// chase returns the records of type qtype that answer for name in resp,
-// following the CNAME chain a recursive resolver includes. Records owned
-// by names outside the chain are ignored: a server has no business
-// answering for them, and accepting them would be cache poisoning by
-// another name.
-func chase(resp *dns.Msg, name string, qtype uint16) []dns.RR {
+// Chase returns the records of type qtype that answer for name in resp,
+// following the CNAME chain a recursive resolver includes, at most 8
+// links. Records owned by names outside the chain are ignored: a server
+// has no business answering for them, and accepting them would be cache
+// poisoning by another name. Callers of Query use it to read the answer.
+func Chase(resp *dns.Msg, name string, qtype uint16) []dns.RR {
 	name = dns.CanonicalName(name)
 	for range maxChain {
 		var found []dns.RR

@@ -82,7 +82,7 @@ func (r *Resolver) LookupTLSA(ctx context.Context, host string, port int) (*TLSA
 		return nil, err
 	}
 	tlsa := &TLSA{Name: display(fqdn), Secure: resp.AuthenticatedData}
-	for _, rr := range chase(resp, fqdn, dns.TypeTLSA) {
+	for _, rr := range Chase(resp, fqdn, dns.TypeTLSA) {
 		t, ok := rr.(*dns.TLSA)
 		if !ok {
 			continue
