@@ -67,7 +67,7 @@ func (s *Store) maildir(user string) (string, error) {
 			return "", fmt.Errorf("store: create maildir: %w", err)
 		}
 	}
-	if err := syncDir(s.root); err != nil {
+	if err := SyncDir(s.root); err != nil {
 		return "", err
 	}
 	s.mkdirs.Store(dir, true)
@@ -124,7 +124,7 @@ func (s *Store) Deliver(users []string, r io.Reader) (err error) {
 		}
 		synced[dir] = true
 		// The rename or link is durable only once the directory is.
-		if err = syncDir(filepath.Join(dir, "new")); err != nil {
+		if err = SyncDir(filepath.Join(dir, "new")); err != nil {
 			return err
 		}
 	}
@@ -184,8 +184,9 @@ func linkOrCopy(src, dst string) error {
 	return os.Rename(tmp, dst)
 }
 
-// syncDir fsyncs a directory so the entries created in it survive a crash.
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory so that the entries created, renamed or
+// linked in it survive a crash; the outbound queue's files need it too.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)

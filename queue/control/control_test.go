@@ -33,8 +33,10 @@ func TestControlRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("socket mode %v %v", fi.Mode(), err)
+	if fi, err := os.Stat(sock); err != nil {
+		t.Errorf("socket: %v", err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v", fi.Mode())
 	}
 	if _, err := Listen(sock, q, nil); err == nil {
 		t.Error("a second server took over a live socket")

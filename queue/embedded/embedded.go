@@ -59,9 +59,7 @@ package embedded
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -79,6 +77,8 @@ import (
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/queue"
+	"github.com/mailsec/mailsec/queue/internal/backend"
+	"github.com/mailsec/mailsec/store"
 )
 
 // Options tune Open; nil means the defaults.
@@ -282,11 +282,9 @@ func (q *Queue) notify() {
 // Enqueue implements queue.Queue.
 func (q *Queue) Enqueue(ctx context.Context, env *queue.Envelope, body io.Reader) (queue.ID, error) {
 	const opname = "queue enqueue"
-	if env == nil {
-		return "", mailsec.Errorf(mailsec.Data, opname, nil, "no envelope")
-	}
-	if err := ctx.Err(); err != nil {
-		return "", mailsec.Errorf(mailsec.Canceled, opname, err, "enqueue canceled")
+	stored, err := backend.Envelope(ctx, env)
+	if err != nil {
+		return "", err
 	}
 	// Checked before the body is read, and again before the commit:
 	// Close must not wait for a slow submitter.
@@ -301,11 +299,7 @@ func (q *Queue) Enqueue(ctx context.Context, env *queue.Envelope, body io.Reader
 		os.Remove(tmp)
 		return "", err
 	}
-	e := &queue.Entry{ID: id, Envelope: *env, Size: size, Created: created, NextAttempt: created}
-	e.Recipients = append([]queue.Recipient(nil), env.Recipients...)
-	for i := range e.Recipients {
-		e.Recipients[i].Status = queue.Pending
-	}
+	e := &queue.Entry{ID: id, Envelope: stored, Size: size, Created: created, NextAttempt: created}
 	if err := q.enter(opname); err != nil {
 		os.Remove(tmp)
 		return "", err
@@ -324,11 +318,11 @@ func (q *Queue) writeBody(name string, body io.Reader) (int64, error) {
 		return 0, mailsec.Errorf(mailsec.Config, opname, err, "cannot create body file")
 	}
 	defer f.Close()
-	size, err := io.Copy(writerOnly{f}, body)
+	size, err := backend.Copy(f, body)
 	if err != nil {
-		var we writeError
+		var we *backend.WriteError
 		if errors.As(err, &we) {
-			return 0, mailsec.Errorf(mailsec.Config, opname, we.err, "cannot write body file")
+			return 0, mailsec.Errorf(mailsec.Config, opname, we.Err, "cannot write body file")
 		}
 		return 0, mailsec.Errorf(mailsec.Data, opname, err, "cannot read the message body")
 	}
@@ -342,23 +336,6 @@ func (q *Queue) writeBody(name string, body io.Reader) (int64, error) {
 	return size, nil
 }
 
-// writerOnly tells the body's read errors from the file's write errors
-// (which it marks), and hides *os.File's ReadFrom so that io.Copy cannot
-// hand the whole copy to the kernel without our seeing which side failed.
-type writerOnly struct{ f *os.File }
-
-type writeError struct{ err error }
-
-func (e writeError) Error() string { return e.err.Error() }
-
-func (w writerOnly) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	if err != nil {
-		return n, writeError{err}
-	}
-	return n, nil
-}
-
 // Body implements queue.Queue.
 func (q *Queue) Body(ctx context.Context, id queue.ID) (io.ReadCloser, error) {
 	const opname = "queue body"
@@ -367,24 +344,16 @@ func (q *Queue) Body(ctx context.Context, id queue.ID) (io.ReadCloser, error) {
 	}
 	defer q.exit()
 	if !queue.ValidID(string(id)) {
-		return nil, notFound(opname, id)
+		return nil, backend.NotFound(opname, id)
 	}
 	f, err := os.Open(q.path("msg", string(id)))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, notFound(opname, id)
+		return nil, backend.NotFound(opname, id)
 	}
 	if err != nil {
 		return nil, mailsec.Errorf(mailsec.Config, opname, err, "cannot open the body of %s", id)
 	}
 	return f, nil
-}
-
-func notFound(opname string, id queue.ID) error {
-	return mailsec.Errorf(mailsec.Data, opname, queue.ErrNotFound, "no message %q in the queue", string(id))
-}
-
-func leaseLost(opname string, id queue.ID) error {
-	return mailsec.Errorf(mailsec.Canceled, opname, queue.ErrLeaseLost, "the lease on %s is no longer current", id)
 }
 
 // Get implements queue.Queue.
@@ -404,7 +373,7 @@ func (q *Queue) Get(ctx context.Context, id queue.ID) (*queue.Entry, error) {
 		return nil, indexError(opname, err)
 	}
 	if e == nil {
-		return nil, notFound(opname, id)
+		return nil, backend.NotFound(opname, id)
 	}
 	q.markHeld([]*queue.Entry{e})
 	return e, nil
@@ -566,9 +535,7 @@ func (q *Queue) Claim(ctx context.Context, max int, d time.Duration) ([]*queue.E
 		return nil, indexError(opname, err)
 	}
 	for _, e := range out {
-		var tok [16]byte
-		rand.Read(tok[:])
-		l := &lease{token: hex.EncodeToString(tok[:]), expires: now.Add(d)}
+		l := &lease{token: backend.NewToken(), expires: now.Add(d)}
 		q.leases[e.ID] = l
 		e.Lease = &queue.Lease{ID: e.ID, Token: l.token, Expires: l.expires}
 	}
@@ -723,7 +690,7 @@ func (q *Queue) accept(group []*op) {
 		switch o.kind {
 		case opRecord, opComplete:
 			if l == nil || l.token != o.token || l.ending {
-				o.err = leaseLost(opNames[o.kind], o.id)
+				o.err = backend.LeaseLost(opNames[o.kind], o.id)
 				continue
 			}
 			l.ending, o.lease = true, l
@@ -758,7 +725,7 @@ func (q *Queue) placeBodies(group []*op) []string {
 		return nil
 	}
 	q.syncs.Add(1)
-	if err := syncDir(q.path("msg")); err != nil {
+	if err := store.SyncDir(q.path("msg")); err != nil {
 		err = mailsec.Errorf(mailsec.Config, "queue enqueue", err, "cannot sync msg/")
 		for _, o := range group {
 			if o.kind == opEnqueue && o.err == nil {
@@ -771,15 +738,6 @@ func (q *Queue) placeBodies(group []*op) []string {
 		return nil
 	}
 	return renamed
-}
-
-func syncDir(name string) error {
-	d, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // apply makes one operation's change in tx. What the caller did wrong is
@@ -800,9 +758,9 @@ func (q *Queue) apply(tx *bolt.Tx, o *op, now time.Time) error {
 	}
 	if e == nil {
 		if o.kind == opRecord || o.kind == opComplete {
-			o.err = leaseLost(opNames[o.kind], o.id)
+			o.err = backend.LeaseLost(opNames[o.kind], o.id)
 		} else {
-			o.err = notFound(opNames[o.kind], o.id)
+			o.err = backend.NotFound(opNames[o.kind], o.id)
 		}
 		return nil
 	}

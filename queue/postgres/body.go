@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/queue"
+	"github.com/mailsec/mailsec/queue/internal/backend"
 )
 
 // spoolInMemory is the size up to which a body is spooled in memory; a
@@ -46,16 +47,16 @@ func (q *Queue) spool(body io.Reader) (*spool, error) {
 		// Unlinked at once, so that a crash leaves nothing to clean up.
 		os.Remove(f.Name())
 		s.f, s.mem = f, nil
-		n, err := io.Copy(writerOnly{f}, io.MultiReader(&buf, lr))
+		n, err := backend.Copy(f, io.MultiReader(&buf, lr))
 		s.size = n
 		if err == nil {
 			_, err = f.Seek(0, io.SeekStart)
 		}
 		if err != nil {
 			s.close()
-			var we writeError
+			var we *backend.WriteError
 			if errors.As(err, &we) {
-				return nil, mailsec.Errorf(mailsec.Config, opname, err, "cannot write the spool file")
+				return nil, mailsec.Errorf(mailsec.Config, opname, we.Err, "cannot write the spool file")
 			}
 			return nil, mailsec.Errorf(mailsec.Data, opname, err, "cannot read the message body")
 		}
@@ -72,26 +73,6 @@ func (s *spool) close() {
 	if s.f != nil {
 		s.f.Close()
 	}
-}
-
-// writerOnly tells the body's read errors from the spool file's write
-// errors (which it marks), and hides *os.File's ReadFrom so that io.Copy
-// cannot hand the copy to the kernel without our seeing which side
-// failed.
-type writerOnly struct{ f *os.File }
-
-type writeError struct{ err error }
-
-func (e writeError) Error() string { return e.err.Error() }
-
-func (e writeError) Unwrap() error { return e.err }
-
-func (w writerOnly) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	if err != nil {
-		return n, writeError{err}
-	}
-	return n, nil
 }
 
 // copySignature opens a binary COPY stream: the signature, no flags, no
@@ -128,7 +109,7 @@ func (q *Queue) Body(ctx context.Context, id queue.ID) (io.ReadCloser, error) {
 		return nil, closedErr(opname)
 	}
 	if !queue.ValidID(string(id)) {
-		return nil, notFound(opname, id)
+		return nil, backend.NotFound(opname, id)
 	}
 	r := &bodyReader{q: q, ctx: ctx, id: id}
 	if err := r.fetch(opname, true); err != nil {
@@ -163,7 +144,7 @@ func (r *bodyReader) fetch(opname string, first bool) error {
 			string(r.id), r.off+1, bodyChunk).Scan(&r.buf)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return notFound(opname, r.id)
+		return backend.NotFound(opname, r.id)
 	}
 	if err != nil {
 		return r.q.fail(opname, err)

@@ -46,8 +46,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -64,6 +62,7 @@ import (
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/queue"
+	"github.com/mailsec/mailsec/queue/internal/backend"
 )
 
 // Body size limits.
@@ -281,14 +280,6 @@ func closedErr(opname string) error {
 	return mailsec.Errorf(mailsec.NotConnected, opname, queue.ErrClosed, "the queue is closed")
 }
 
-func notFound(opname string, id queue.ID) error {
-	return mailsec.Errorf(mailsec.Data, opname, queue.ErrNotFound, "no message %q in the queue", string(id))
-}
-
-func leaseLost(opname string, id queue.ID) error {
-	return mailsec.Errorf(mailsec.Canceled, opname, queue.ErrLeaseLost, "the lease on %s is no longer current", id)
-}
-
 // fail turns what the driver returned into a *mailsec.Error.
 func (q *Queue) fail(opname string, err error) error {
 	var me *mailsec.Error
@@ -395,14 +386,6 @@ func (q *Queue) listenOnce() (bool, error) {
 	}
 }
 
-func newToken() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func micros(d time.Duration) int64 { return d.Microseconds() }
-
 // Enqueue implements queue.Queue.
 //
 // The body is first read whole into a spool (memory up to a megabyte,
@@ -417,11 +400,9 @@ func micros(d time.Duration) int64 { return d.Microseconds() }
 // its octets, which the spool knows.
 func (q *Queue) Enqueue(ctx context.Context, env *queue.Envelope, body io.Reader) (queue.ID, error) {
 	const opname = "queue enqueue"
-	if env == nil {
-		return "", mailsec.Errorf(mailsec.Data, opname, nil, "no envelope")
-	}
-	if err := ctx.Err(); err != nil {
-		return "", mailsec.Errorf(mailsec.Canceled, opname, err, "enqueue canceled")
+	stored, err := backend.Envelope(ctx, env)
+	if err != nil {
+		return "", err
 	}
 	// Checked before the body is read, as the call is not counted until
 	// after: Close must not wait for a slow submitter.
@@ -433,12 +414,7 @@ func (q *Queue) Enqueue(ctx context.Context, env *queue.Envelope, body io.Reader
 		return "", err
 	}
 	defer sp.close()
-	e := *env
-	e.Recipients = append([]queue.Recipient(nil), env.Recipients...)
-	for i := range e.Recipients {
-		e.Recipients[i].Status = queue.Pending
-	}
-	js, err := json.Marshal(&e)
+	js, err := json.Marshal(&stored)
 	if err != nil {
 		return "", mailsec.Errorf(mailsec.Data, opname, err, "cannot encode the envelope")
 	}
@@ -451,7 +427,7 @@ func (q *Queue) Enqueue(ctx context.Context, env *queue.Envelope, body io.Reader
 	err = pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO messages (id, envelope, size, pending) VALUES ($1, $2, $3, $4)`,
-			string(id), js, sp.size, len(e.Recipients))
+			string(id), js, sp.size, len(stored.Recipients))
 		b.Queue(`SELECT pg_notify($1, '')`, wakeChannel)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
@@ -472,7 +448,8 @@ func (q *Queue) isClosed() bool {
 	return q.closed
 }
 
-// entryColumns are what scanEntry reads, leaseColumns what Claim adds.
+// entryColumns are what scanEntry reads first, leaseColumns what Claim
+// adds.
 const (
 	entryColumns = `id, envelope, size, created, attempts, next_attempt, delay_notified`
 	leaseColumns = `, lease_token, lease_expires`
@@ -480,49 +457,35 @@ const (
 	holderColumns = `, CASE WHEN lease_expires > now() THEN lease_node END, CASE WHEN lease_expires > now() THEN lease_expires END`
 )
 
-// scanHeld reads an entry followed by holderColumns.
-func scanHeld(row pgx.Row) (*queue.Entry, error) {
+// scanEntry reads an entry followed by leaseColumns, as Claim returns
+// it (leased), or by holderColumns, as Get and List do.
+func scanEntry(row pgx.Row, leased bool) (*queue.Entry, error) {
 	var (
 		e     queue.Entry
 		id    string
 		js    []byte
-		node  *string
-		until *time.Time
+		who   *string    // lease_token or lease_node
+		until *time.Time // lease_expires
 	)
-	if err := row.Scan(&id, &js, &e.Size, &e.Created, &e.Attempts, &e.NextAttempt, &e.DelayNotified, &node, &until); err != nil {
+	if err := row.Scan(&id, &js, &e.Size, &e.Created, &e.Attempts, &e.NextAttempt, &e.DelayNotified, &who, &until); err != nil {
 		return nil, err
 	}
 	e.ID = queue.ID(id)
 	if err := json.Unmarshal(js, &e.Envelope); err != nil {
 		return nil, mailsec.Errorf(mailsec.Config, "queue database", err, "entry %s is corrupt", id)
 	}
-	if node != nil && until != nil {
-		e.HeldBy = &queue.Holder{Node: *node, Until: *until}
+	switch {
+	case who == nil || until == nil:
+	case leased:
+		e.Lease = &queue.Lease{ID: e.ID, Token: *who, Expires: *until}
+	default:
+		e.HeldBy = &queue.Holder{Node: *who, Until: *until}
 	}
 	return &e, nil
 }
 
-// scanEntry reads an entry followed by leaseColumns, as Claim returns it.
-func scanEntry(row pgx.Row) (*queue.Entry, error) {
-	var (
-		e     queue.Entry
-		id    string
-		js    []byte
-		token string
-		exp   time.Time
-	)
-	if err := row.Scan(&id, &js, &e.Size, &e.Created, &e.Attempts, &e.NextAttempt, &e.DelayNotified, &token, &exp); err != nil {
-		return nil, err
-	}
-	e.ID = queue.ID(id)
-	if err := json.Unmarshal(js, &e.Envelope); err != nil {
-		return nil, mailsec.Errorf(mailsec.Config, "queue database", err, "entry %s is corrupt", id)
-	}
-	e.Lease = &queue.Lease{ID: e.ID, Token: token, Expires: exp}
-	return &e, nil
-}
-
-func (q *Queue) query(ctx context.Context, sql string, args ...any) ([]*queue.Entry, error) {
+// query runs sql, which selects entries as scanEntry reads them.
+func (q *Queue) query(ctx context.Context, leased bool, sql string, args ...any) ([]*queue.Entry, error) {
 	rows, err := q.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
@@ -530,7 +493,7 @@ func (q *Queue) query(ctx context.Context, sql string, args ...any) ([]*queue.En
 	defer rows.Close()
 	var out []*queue.Entry
 	for rows.Next() {
-		e, err := scanEntry(rows)
+		e, err := scanEntry(rows, leased)
 		if err != nil {
 			return nil, err
 		}
@@ -548,11 +511,11 @@ func (q *Queue) Get(ctx context.Context, id queue.ID) (*queue.Entry, error) {
 	}
 	defer exit()
 	if !queue.ValidID(string(id)) {
-		return nil, notFound(opname, id)
+		return nil, backend.NotFound(opname, id)
 	}
-	e, err := scanHeld(q.pool.QueryRow(ctx, `SELECT `+entryColumns+holderColumns+` FROM messages WHERE id = $1`, string(id)))
+	e, err := scanEntry(q.pool.QueryRow(ctx, `SELECT `+entryColumns+holderColumns+` FROM messages WHERE id = $1`, string(id)), false)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, notFound(opname, id)
+		return nil, backend.NotFound(opname, id)
 	}
 	if err != nil {
 		return nil, q.fail(opname, err)
@@ -569,20 +532,8 @@ func (q *Queue) List(ctx context.Context) ([]*queue.Entry, error) {
 		return nil, err
 	}
 	defer exit()
-	rows, err := q.pool.Query(ctx, `SELECT `+entryColumns+holderColumns+` FROM messages ORDER BY created, id`)
+	es, err := q.query(ctx, false, `SELECT `+entryColumns+holderColumns+` FROM messages ORDER BY created, id`)
 	if err != nil {
-		return nil, q.fail(opname, err)
-	}
-	defer rows.Close()
-	var es []*queue.Entry
-	for rows.Next() {
-		e, err := scanHeld(rows)
-		if err != nil {
-			return nil, q.fail(opname, err)
-		}
-		es = append(es, e)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, q.fail(opname, err)
 	}
 	return es, nil
@@ -622,7 +573,7 @@ func (q *Queue) Claim(ctx context.Context, max int, lease time.Duration) ([]*que
 	if max <= 0 {
 		return nil, nil
 	}
-	es, err := q.query(ctx, `WITH c AS (
+	es, err := q.query(ctx, true, `WITH c AS (
 		UPDATE messages SET lease_token = $1, lease_node = $2,
 			lease_expires = now() + $3::bigint * interval '1 microsecond'
 		WHERE id IN (
@@ -631,7 +582,7 @@ func (q *Queue) Claim(ctx context.Context, max int, lease time.Duration) ([]*que
 			ORDER BY next_attempt, id LIMIT $4
 			FOR UPDATE SKIP LOCKED)
 		RETURNING `+entryColumns+leaseColumns+`)
-	SELECT * FROM c ORDER BY next_attempt, id`, newToken(), q.node, micros(lease), max)
+	SELECT * FROM c ORDER BY next_attempt, id`, backend.NewToken(), q.node, lease.Microseconds(), max)
 	if err != nil {
 		return nil, q.fail(opname, err)
 	}
@@ -652,13 +603,13 @@ func (q *Queue) Record(ctx context.Context, l *queue.Lease, a *queue.Attempt) er
 	}
 	defer exit()
 	if !queue.ValidID(string(l.ID)) {
-		return leaseLost(opname, l.ID)
+		return backend.LeaseLost(opname, l.ID)
 	}
 	var js []byte
 	err = q.pool.QueryRow(ctx, `SELECT envelope FROM messages WHERE id = $1 AND lease_token = $2`,
 		string(l.ID), l.Token).Scan(&js)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return leaseLost(opname, l.ID)
+		return backend.LeaseLost(opname, l.ID)
 	}
 	if err != nil {
 		return q.fail(opname, err)
@@ -698,7 +649,7 @@ func (q *Queue) Record(ctx context.Context, l *queue.Lease, a *queue.Attempt) er
 		return q.fail(opname, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return leaseLost(opname, l.ID)
+		return backend.LeaseLost(opname, l.ID)
 	}
 	return nil
 }
@@ -720,7 +671,7 @@ func (q *Queue) Complete(ctx context.Context, l *queue.Lease) error {
 		return q.fail(opname, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return leaseLost(opname, l.ID)
+		return backend.LeaseLost(opname, l.ID)
 	}
 	return nil
 }
@@ -736,7 +687,7 @@ func (q *Queue) Retry(ctx context.Context, id queue.ID) error {
 	}
 	defer exit()
 	if !queue.ValidID(string(id)) {
-		return notFound(opname, id)
+		return backend.NotFound(opname, id)
 	}
 	b := &pgx.Batch{}
 	var n int64
@@ -751,7 +702,7 @@ func (q *Queue) Retry(ctx context.Context, id queue.ID) error {
 		return q.fail(opname, err)
 	}
 	if n == 0 {
-		return notFound(opname, id)
+		return backend.NotFound(opname, id)
 	}
 	q.notify()
 	return nil
@@ -766,14 +717,14 @@ func (q *Queue) Delete(ctx context.Context, id queue.ID) error {
 	}
 	defer exit()
 	if !queue.ValidID(string(id)) {
-		return notFound(opname, id)
+		return backend.NotFound(opname, id)
 	}
 	tag, err := q.pool.Exec(ctx, `DELETE FROM messages WHERE id = $1`, string(id))
 	if err != nil {
 		return q.fail(opname, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return notFound(opname, id)
+		return backend.NotFound(opname, id)
 	}
 	return nil
 }

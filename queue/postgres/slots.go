@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/queue/internal/backend"
 )
 
 // Acquire takes one of limit connection slots of dest shared by every
@@ -32,7 +33,7 @@ func (q *Queue) Acquire(ctx context.Context, dest string, limit int) (release fu
 		return nil, err
 	}
 	defer exit()
-	token := newToken()
+	token := backend.NewToken()
 	backoff := 10 * time.Millisecond
 	for {
 		// Taken before trying, so that a release between the try and the
@@ -55,7 +56,7 @@ func (q *Queue) Acquire(ctx context.Context, dest string, limit int) (release fu
 					WHERE dest_slots.expires < now()
 				RETURNING slot)
 			SELECT (SELECT count(*) FROM free), (SELECT slot FROM taken)`,
-			dest, limit, q.node, token, micros(q.slotLease)).Scan(&free, &slot)
+			dest, limit, q.node, token, q.slotLease.Microseconds()).Scan(&free, &slot)
 		if err != nil {
 			return nil, q.fail(opname, err)
 		}
@@ -106,7 +107,7 @@ func (q *Queue) renew(ctx context.Context, dest string, slot int, token string) 
 		case <-t.C:
 		}
 		tag, err := q.pool.Exec(ctx, `UPDATE dest_slots SET expires = now() + $4::bigint * interval '1 microsecond'
-			WHERE dest = $1 AND slot = $2 AND token = $3`, dest, slot, token, micros(q.slotLease))
+			WHERE dest = $1 AND slot = $2 AND token = $3`, dest, slot, token, q.slotLease.Microseconds())
 		switch {
 		case ctx.Err() != nil:
 			return

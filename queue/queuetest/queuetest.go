@@ -176,9 +176,6 @@ func wantErr(t *testing.T, what string, err, target error) {
 	}
 }
 
-// sameTime compares instants, whatever location a store gives back.
-func sameTime(a, b time.Time) bool { return a.Equal(b) }
-
 // normEnvelope makes envelopes comparable with reflect.DeepEqual across
 // a store's encoding: time locations are dropped.
 func normEnvelope(env queue.Envelope) queue.Envelope {
@@ -259,7 +256,7 @@ func testRoundTrip(t *testing.T, q queue.Queue) {
 		t.Fatalf("List = %v, want [%s %s]", ids(list), id, null)
 	}
 	checkEnvelope(t, "List", list[0].Envelope, *env)
-	if list[0].Size != e.Size || !sameTime(list[0].Created, e.Created) {
+	if list[0].Size != e.Size || !list[0].Created.Equal(e.Created) {
 		t.Fatalf("List and Get disagree: %+v / %+v", list[0], e)
 	}
 
@@ -537,7 +534,7 @@ func testRecord(t *testing.T, q queue.Queue) {
 	if e.HeldBy != nil {
 		t.Errorf("after Record: HeldBy %+v, want none (the lease ended)", e.HeldBy)
 	}
-	if e.Attempts != 1 || !sameTime(e.NextAttempt, next) || !e.DelayNotified {
+	if e.Attempts != 1 || !e.NextAttempt.Equal(next) || !e.DelayNotified {
 		t.Fatalf("after Record: Attempts %d, NextAttempt %v (want %v), DelayNotified %v",
 			e.Attempts, e.NextAttempt, next, e.DelayNotified)
 	}
@@ -566,7 +563,7 @@ func testRecord(t *testing.T, q queue.Queue) {
 	if e.Attempts != 2 || !e.DelayNotified || len(e.Pending()) != 0 {
 		t.Fatalf("after the second Record: Attempts %d, DelayNotified %v, Pending %v", e.Attempts, e.DelayNotified, e.Pending())
 	}
-	if l := e.LastOutcome(); l == nil || !sameTime(l.Time, failed.Time) {
+	if l := e.LastOutcome(); l == nil || !l.Time.Equal(failed.Time) {
 		t.Fatalf("LastOutcome = %+v", l)
 	}
 	// With nothing pending the entry waits for Complete; a deliverer that
@@ -706,7 +703,7 @@ func testStats(t *testing.T, q queue.Queue) {
 		t.Fatal(err)
 	}
 	oldest := get(t, q, first).Created
-	if s.Messages != 3 || s.Recipients != 1+1+3 || s.Octets != 60 || s.Deferred != 1 || !sameTime(s.Oldest, oldest) {
+	if s.Messages != 3 || s.Recipients != 1+1+3 || s.Octets != 60 || s.Deferred != 1 || !s.Oldest.Equal(oldest) {
 		t.Fatalf("Stats = %+v, want 3 messages, 5 recipients, 60 octets, 1 deferred, oldest %v", s, oldest)
 	}
 }
