@@ -7,6 +7,8 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"fmt"
 	"io"
 	netsmtp "net/smtp"
 	"os"
@@ -294,4 +296,18 @@ func StartProfile(dir string) (stop func(), err error) {
 			h.Close()
 		}
 	}, nil
+}
+
+// CertPoolFile reads the PEM certificates of path (a benchmark child's
+// generated CA) into a pool; it returns the PEM too.
+func CertPoolFile(path string) (*x509.CertPool, []byte, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	return pool, pem, nil
 }

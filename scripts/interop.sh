@@ -249,6 +249,106 @@ wait_port() {
   return 1
 }
 
+# ---------------------------------------------------------------- a section's own processes
+
+# serve_start DIR HOST PORT: start `mailsec serve --config DIR/serve.toml`
+# in the background (pid in DIR/pid, stdout appended to DIR/banner.txt,
+# stderr to DIR/serve.log; the caller's environment is passed on) and wait
+# up to 15 s until HOST:PORT accepts connections
+serve_start() {
+  local dir=$1 i pid
+  "$BIN" serve --config "$dir/serve.toml" >>"$dir/banner.txt" 2>>"$dir/serve.log" &
+  pid=$!
+  disown "$pid" # no "Killed" job notices in the check's log
+  echo "$pid" >"$dir/pid"
+  for ((i = 0; i < 150; i++)); do
+    port_open "$2" "$3" && return 0
+    kill -0 "$pid" 2>/dev/null || why "mailsec serve ($dir) exited: $(tail -n 3 "$dir/serve.log" | tr '\n' ' ')" || return 1
+    sleep 0.1
+  done
+  why "mailsec serve ($dir) does not listen on $2:$3 within 15s: $(tail -n 3 "$dir/serve.log" | tr '\n' ' ')"
+}
+
+# stop_pidfile DIR [SIGNAL [SECONDS]]: send SIGNAL (default TERM) to the
+# process of DIR/pid, wait up to SECONDS (default 10) for it to exit, then
+# SIGKILL it; empties DIR/pid
+stop_pidfile() {
+  local dir=$1 sig=${2:-TERM} secs=${3:-10} pid i
+  pid=$(cat "$dir/pid" 2>/dev/null) || return 0
+  [[ -n $pid ]] || return 0
+  kill "-$sig" "$pid" 2>/dev/null
+  for ((i = 0; i < secs * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid" 2>/dev/null; sleep 0.2; }
+  : >"$dir/pid"
+  return 0
+}
+
+# kill_pidfiles FILE...: SIGTERM the processes named in the pid FILEs, then
+# SIGKILL what is left half a second later (a section's on_exit cleanup;
+# it reads the files at exit, so processes started inside checks, which
+# run in subshells, are covered too)
+kill_pidfiles() {
+  local sig f p
+  for sig in TERM KILL; do
+    for f in "$@"; do
+      [[ -r $f ]] || continue
+      p=$(cat "$f")
+      [[ -n $p ]] && kill "-$sig" "$p" 2>/dev/null
+    done
+    [[ $sig == KILL ]] || sleep 0.5
+  done
+  return 0
+}
+
+# relay_msg FILE FROM TO ID: a short message (LF line ends) with
+# Message-ID ID, as the relay sections submit it
+relay_msg() {
+  {
+    printf 'From: %s\nTo: %s\nSubject: mailsec relay interop %s\n' "$2" "$3" "$CHECK"
+    printf 'Date: %s\nMessage-ID: <%s>\n' "$(LC_ALL=C date -R)" "$4"
+    printf 'MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n'
+    printf 'Relayed by mailsec serve (%s).\n' "$CHECK"
+  } >"$1"
+}
+
+# relay_submit HOST:PORT PASS CA FROM TO MSG OUT [ARGS...]: mailsec send
+# MSG as alice (STARTTLS checked against CA for the name localhost, AUTH
+# PLAIN with PASS) to a section's own `mailsec serve`; JSON in OUT, stderr
+# in OUT.stderr; returns mailsec's exit status. The command is logged in
+# $LOGS/$CHECK.cmd.
+relay_submit() {
+  local server=$1 pass=$2 ca=$3 from=$4 to=$5 msg=$6 out=$7
+  shift 7
+  printf 'mailsec send --server %s --to %s %s < %s\n' "$server" "$to" "$*" "$msg" >>"$LOGS/$CHECK.cmd"
+  MAILSEC_PASSWORD=$pass timeout 60 "$BIN" send --server "$server" --tls starttls \
+    --auth plain --user alice --ca-file "$ca" --tls-server-name localhost --timeout 20s \
+    --from "$from" --to "$to" --json "$@" <"$msg" >"$out" 2>"$out.stderr"
+}
+
+# submit_failed RC TO SERVER OUT: why a relay_submit was not acknowledged
+submit_failed() {
+  why "mailsec send to $2 through $3: exit $1: $(jq -r '.error.code // empty' "$4" 2>/dev/null) $(tail -n 1 "$4.stderr")"
+}
+
+# queue_json DATA ARGS...: mailsec queue ARGS --data DATA --json; stdout in
+# the file $Q (= $LOGS/$CHECK.queue.json), stderr in $Q.stderr
+queue_json() {
+  local data=$1
+  shift
+  Q=$LOGS/$CHECK.queue.json
+  timeout 30 "$BIN" queue "$@" --data "$data" --json >"$Q" 2>"$Q.stderr"
+}
+
+# queue_entry DATA RCPT: the `queue list` entry (JSON) whose recipients
+# include RCPT
+queue_entry() {
+  queue_json "$1" list || return 1
+  jq -ce --arg r "$2" '.messages[] | select(.recipients | index($r))' "$Q" 2>/dev/null | head -n 1
+}
+
 # ---------------------------------------------------------------- running clients
 
 need_bin() {
@@ -322,13 +422,12 @@ ref() {
 
 # ---------------------------------------------------------------- server-side evidence
 
-# wait_maildir MAILDIR ID SECONDS: print the file of MAILDIR holding
-# Message-ID ID, waiting up to SECONDS for it (sections use it for their own
-# servers' Maildirs too)
-wait_maildir() {
-  local dir=$1 id=$2 i f
+# wait_mail_with MAILDIR TEXT SECONDS: print the first file of MAILDIR
+# (new/ or cur/) containing TEXT, waiting up to SECONDS for one
+wait_mail_with() {
+  local dir=$1 text=$2 i f
   for ((i = 0; i < $3 * 5; i++)); do
-    f=$(grep -rlF -- "Message-ID: <$id>" "$dir/new" "$dir/cur" 2>/dev/null | head -n 1)
+    f=$(grep -rlF -- "$text" "$dir/new" "$dir/cur" 2>/dev/null | head -n 1)
     if [[ -n $f ]]; then
       echo "$f"
       return 0
@@ -337,6 +436,11 @@ wait_maildir() {
   done
   return 1
 }
+
+# wait_maildir MAILDIR ID SECONDS: print the file of MAILDIR holding
+# Message-ID ID, waiting up to SECONDS for it (sections use it for their own
+# servers' Maildirs too)
+wait_maildir() { wait_mail_with "$1" "Message-ID: <$2>" "$3"; }
 
 # wait_delivered ID SECONDS: print the Maildir file of alice holding ID
 wait_delivered() { wait_maildir "$ALICE_MAILDIR" "$@"; }

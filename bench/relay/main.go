@@ -89,7 +89,7 @@ type runResult struct {
 	// PostgreSQL rows only (else -1): the server's sync calls and CPU
 	// per message, WAL octets per message, and the nodes'
 	// connections at the end of the run.
-	pgSyncsPerMsg, pgCPUPerMsg, walSyncsPerMsg float64
+	pgSyncsPerMsg, pgCPUPerMsg, walBytesPerMsg float64
 	pgConns                                    int
 	// CPU of everything (relay, PostgreSQL, this process's client and
 	// sink) over the run's wall time and all CPUs, in percent.
@@ -250,7 +250,7 @@ func main() {
 		if v := median(rs, func(r runResult) float64 { return r.pgSyncsPerMsg }); v >= 0 {
 			pgs = fmt.Sprintf("%.2f", v)
 		}
-		if v := median(rs, func(r runResult) float64 { return r.walSyncsPerMsg }); v >= 0 {
+		if v := median(rs, func(r runResult) float64 { return r.walBytesPerMsg }); v >= 0 {
 			wals = fmt.Sprintf("%.1f KB", v/1000)
 		}
 		if v := median(rs, func(r runResult) float64 { return r.pgCPUPerMsg }); v >= 0 {
@@ -273,7 +273,7 @@ func main() {
 	for i, t := range targets {
 		var parts []string
 		for _, r := range results[i] {
-			parts = append(parts, fmt.Sprintf("%.0f; %.0f; %s; %.2f; %.2f; %.0f; %.0f%%", r.e2e, r.submit, ms1(float64(r.p99)), r.syncsPerMsg, r.pgSyncsPerMsg, r.walSyncsPerMsg, r.busy))
+			parts = append(parts, fmt.Sprintf("%.0f; %.0f; %s; %.2f; %.2f; %.0f; %.0f%%", r.e2e, r.submit, ms1(float64(r.p99)), r.syncsPerMsg, r.pgSyncsPerMsg, r.walBytesPerMsg, r.busy))
 		}
 		fmt.Printf("  %s: %s\n", t.name, strings.Join(parts, " | "))
 	}
@@ -300,7 +300,7 @@ func median(rs []runResult, f func(runResult) float64) float64 {
 // them all and the relay's queue is empty, and counts the relay's sync
 // calls with perf over all of that when count is set.
 func measure(t relayTarget, rec *recorder, tag, n, sessions, batch int, msg []byte, count bool, timeout time.Duration) (runResult, error) {
-	res := runResult{syncsPerMsg: -1, cpuPerMsg: -1, pgSyncsPerMsg: -1, pgCPUPerMsg: -1, walSyncsPerMsg: -1, pgConns: -1, busy: -1}
+	res := runResult{syncsPerMsg: -1, cpuPerMsg: -1, pgSyncsPerMsg: -1, pgCPUPerMsg: -1, walBytesPerMsg: -1, pgConns: -1, busy: -1}
 	clients, err := dialAll(t, sessions)
 	if err != nil {
 		return res, err
@@ -347,7 +347,7 @@ func measure(t relayTarget, rec *recorder, tag, n, sessions, batch int, msg []by
 	var ws walStats
 	if t.pg != nil {
 		ws = t.pg.readWAL(t.db, walMark)
-		res.walSyncsPerMsg = float64(ws.bytes) / float64(n)
+		res.walBytesPerMsg = float64(ws.bytes) / float64(n)
 		res.pgConns = ws.conns
 	}
 	totalMS := selfMS
@@ -641,13 +641,11 @@ func spawnMailsec(sinkAddr, profile string, extraEnv ...string) (*mailsecServer,
 		c.Kill()
 		return nil, fmt.Errorf("mailsec child: %v", err)
 	}
-	pem, err := os.ReadFile(ca)
+	pool, pem, err := bench.CertPoolFile(ca)
 	if err != nil {
 		c.Kill()
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
 	pid := c.Pid()
 	return &mailsecServer{
 		target: relayTarget{

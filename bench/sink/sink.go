@@ -197,15 +197,27 @@ func (s *session) Data(r io.Reader) error {
 
 // selfSigned makes a P-256 certificate for localhost and 127.0.0.1.
 func selfSigned() (tls.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := SelfSignedPEM()
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	return cert, certPEM, err
+}
+
+// SelfSignedPEM makes a self-signed P-256 certificate for ServerName
+// (localhost) and 127.0.0.1, and its PKCS #8 key, both PEM-encoded: the
+// sink's, and any other benchmark server's (bench/relay's Postfix).
+func SelfSignedPEM() (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "mailsec bench sink"},
+		Subject:               pkix.Name{CommonName: "mailsec bench " + ServerName},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              time.Now().Add(48 * time.Hour),
 		DNSNames:              []string{ServerName},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -215,10 +227,14 @@ func selfSigned() (tls.Certificate, []byte, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return tls.Certificate{}, nil, err
+		return nil, nil, err
 	}
-	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
 }
 
 // delayListener wraps each accepted connection in a delayConn.

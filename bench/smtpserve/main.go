@@ -359,12 +359,11 @@ func spawnMailsec(profile string, sessions int) (*mailsecServers, error) {
 		c.Kill()
 		return nil, fmt.Errorf("mailsec child: %v", err)
 	}
-	pem, err := os.ReadFile(ca)
+	pool, _, err := bench.CertPoolFile(ca)
 	if err != nil {
+		c.Kill()
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
 	return &mailsecServers{
 		discard: &sink.Sink{Addr: discard, RootCAs: pool},
 		maildir: &sink.Sink{Addr: maildir, RootCAs: pool},

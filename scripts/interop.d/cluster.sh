@@ -126,7 +126,8 @@ check cluster-pg-start cl_pg_start
 [[ -e $CL_PG/postmaster.pid ]] && on_exit "runuser -u postgres -- '$CL_PGBIN/pg_ctl' -D '$CL_PG' -w -t 30 stop -m fast"
 CL_PGPASS=$(cat "$CL_DIR/pgpass.secret" 2>/dev/null)
 
-# cl_conf NAME DIR [EXTRA...]: a mailsec serve config for node NAME
+# cl_node_conf NAME DIR SUB METRICS: the serve.toml of relay node NAME
+# (submission port SUB, metrics port METRICS)
 cl_node_conf() {
   local name=$1 dir=$2 sub=$3 metrics=$4
   mkdir -p "$dir"
@@ -195,16 +196,7 @@ cl_serve() {
 }
 
 # cl_stop DIR: SIGTERM the serve of DIR, then SIGKILL after 5 s
-cl_stop() {
-  local pid i
-  pid=$(cat "$1/pid" 2>/dev/null) || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null
-}
+cl_stop() { stop_pidfile "$1" TERM 5; }
 
 CL_S=$CL_DIR/sink CL_A=$CL_DIR/a CL_B=$CL_DIR/b
 CL_MAILDIR=$CL_S/data/mail/u
@@ -235,8 +227,8 @@ EOF
   cl_serve sink "$CL_S" || return 1
   wait_port "$CL_HOST" "$CL_SINK_MX" 50 0.1 || why "sink does not listen on $CL_SINK_MX"
 }
+on_exit "kill_pidfiles '$CL_S/pid' '$CL_A/pid' '$CL_B/pid'"
 check cluster-sink-start cl_sink_start
-[[ -s $CL_S/pid ]] && on_exit "kill -TERM $(cat "$CL_S/pid")"
 
 cl_nodes_start() {
   need_bin || return 1
@@ -260,8 +252,6 @@ cl_nodes_start() {
   [[ $(cl_psql "select count(*) from messages") == 0 ]] || why "messages table missing or not empty"
 }
 check cluster-nodes-start cl_nodes_start
-[[ -s $CL_A/pid ]] && on_exit "kill -KILL \$(cat '$CL_A/pid') 2>/dev/null"
-[[ -s $CL_B/pid ]] && on_exit "kill -KILL \$(cat '$CL_B/pid') 2>/dev/null"
 
 # The submitter: python3 smtplib, N messages spread over C sessions, each
 # STARTTLS (verifying the node's generated CA) and AUTH as alice; every
@@ -323,15 +313,24 @@ cl_seqs() { grep -rhs "^X-Seq: $1-" "$CL_MAILDIR/new" "$CL_MAILDIR/cur" | tr -d 
 cl_arrived() { grep -rlsF "X-Seq: $1-" "$CL_MAILDIR/new" "$CL_MAILDIR/cur" | wc -l; }
 cl_depth() { cl_psql "select count(*) from messages"; }
 
-# cl_submit PREFIX N CONNS PACE TARGET...: run the submitter in the
-# background; pid in $CL_DIR/PREFIX.pid
-cl_submit() {
-  local p=$1 n=$2 c=$3 pace=$4
-  shift 4
+# cl_submit_fg PREFIX N CONNS RCPT PACE TARGET...: run the submitter (at
+# most 150 s); acknowledged X-Seqs in $CL_DIR/PREFIX.acked, failures in
+# $CL_DIR/PREFIX.failed
+cl_submit_fg() {
+  local p=$1 n=$2 c=$3 rcpt=$4 pace=$5
+  shift 5
   : >"$CL_DIR/$p.acked"
   : >"$CL_DIR/$p.failed"
   CL_PW=$CL_ALICE_PASS timeout 150 python3 "$CL_DIR/submit.py" "$n" "$c" "$p" "$CL_DIR/$p.acked" "$CL_DIR/$p.failed" \
-    u@sink.test "$pace" "$@" >"$CL_DIR/$p.py.log" 2>&1 &
+    "$rcpt" "$pace" "$@" >"$CL_DIR/$p.py.log" 2>&1
+}
+
+# cl_submit PREFIX N CONNS PACE TARGET...: cl_submit_fg to u@sink.test in
+# the background; pid in $CL_DIR/PREFIX.pid
+cl_submit() {
+  local p=$1 n=$2 c=$3 pace=$4
+  shift 4
+  cl_submit_fg "$p" "$n" "$c" u@sink.test "$pace" "$@" &
   echo $! >"$CL_DIR/$p.pid"
 }
 
@@ -382,7 +381,7 @@ cl_wait_drain() {
   why "queue not empty after ${secs}s: depth $depth ($(cl_psql "select coalesce(lease_node,'-') || ':' || attempts from messages" 2>/dev/null | sort | uniq -c | head -n 5 | tr '\n' ' '))"
 }
 
-t_kill9() {
+t_cl_kill9() {
   [[ -s $CL_A/pid && -s $CL_B/pid ]] || why "nodes not running (see cluster-nodes-start)" || return 1
   # B stays out of it until A is dead: A alone takes and delivers.
   cl_stop "$CL_B"
@@ -418,9 +417,9 @@ t_kill9() {
   : >"$LOGS/$CHECK.reason"
   cl_verify k9 "$inflight"
 }
-check cluster-kill9 t_kill9
+check cluster-kill9 t_cl_kill9
 
-t_db_restart() {
+t_cl_db_restart() {
   [[ -s $CL_B/pid ]] || why "node-b not running" || return 1
   kill -0 "$(cat "$CL_A/pid")" 2>/dev/null && cl_stop "$CL_A"
   cl_serve node-a "$CL_A" || return 1
@@ -443,9 +442,7 @@ t_db_restart() {
   ((acked_after > acked_before + 100)) || why "only $((acked_after - acked_before)) messages acknowledged after the restart: the nodes did not recover" || return 1
   # Each node must have acknowledged mail after the restart: a message per
   # node, sent now.
-  : >"$CL_DIR/dbr2.acked"
-  CL_PW=$CL_ALICE_PASS timeout 60 python3 "$CL_DIR/submit.py" 2 2 dbr2 "$CL_DIR/dbr2.acked" "$CL_DIR/dbr2.failed" u@sink.test 0 \
-    "$CL_A_SUB:$CL_A/data/tls/ca.pem" "$CL_B_SUB:$CL_B/data/tls/ca.pem" >"$CL_DIR/dbr2.py.log" 2>&1
+  cl_submit_fg dbr2 2 2 u@sink.test 0 "$CL_A_SUB:$CL_A/data/tls/ca.pem" "$CL_B_SUB:$CL_B/data/tls/ca.pem"
   (($(wc -l <"$CL_DIR/dbr2.acked") == 2)) || why "after the restart a node refuses mail: $(cat "$CL_DIR/dbr2.failed")" || return 1
   cl_wait_drain 60 dbr || return 1
   for ((i = 0; i < 20; i++)); do
@@ -459,13 +456,11 @@ t_db_restart() {
   # the database was down; at most the workers of both nodes.
   cl_verify dbr $((2 * CL_WORKERS))
 }
-check cluster-db-restart t_db_restart
+check cluster-db-restart t_cl_db_restart
 
-t_queue_cmds() {
+t_cl_queue_cmds() {
   [[ -s $CL_B/pid ]] || why "node-b not running" || return 1
-  : >"$CL_DIR/qc.acked"
-  CL_PW=$CL_ALICE_PASS timeout 60 python3 "$CL_DIR/submit.py" 5 1 qc "$CL_DIR/qc.acked" "$CL_DIR/qc.failed" x@stuck.test 0 \
-    "$CL_A_SUB:$CL_A/data/tls/ca.pem" >"$CL_DIR/qc.py.log" 2>&1
+  cl_submit_fg qc 5 1 x@stuck.test 0 "$CL_A_SUB:$CL_A/data/tls/ca.pem"
   (($(wc -l <"$CL_DIR/qc.acked") == 5)) || why "A acknowledged $(wc -l <"$CL_DIR/qc.acked") of 5: $(head -n 2 "$CL_DIR/qc.failed")" || return 1
   "$BIN" queue list --json --config "$CL_B/serve.toml" >"$CL_DIR/qc.list.json" 2>"$CL_DIR/qc.list.err" ||
     why "queue list --json via B failed: $(tail -n 1 "$CL_DIR/qc.list.err")" || return 1
@@ -481,12 +476,12 @@ t_queue_cmds() {
   jq -e --arg id "$id" '.message.id == $id or .message.ID == $id' "$CL_DIR/qc.show.json" >/dev/null ||
     why "queue show via B does not show $id: $(head -c 200 "$CL_DIR/qc.show.json")"
 }
-check cluster-queue-cmds t_queue_cmds
+check cluster-queue-cmds t_cl_queue_cmds
 
 # cl_metric PORT: the value of mailsec_queue_messages
 cl_metric() { curl -sS "http://$CL_HOST:$1/metrics" | awk '$1 == "mailsec_queue_messages" {print $2}'; }
 
-t_metrics() {
+t_cl_metrics() {
   local a b i depth
   depth=$(cl_depth)
   a=$(cl_metric "$CL_A_METRICS") b=$(cl_metric "$CL_B_METRICS")
@@ -501,7 +496,7 @@ t_metrics() {
   echo "after queue delete via B: database: $(cl_depth), node-a: $a, node-b: $b"
   [[ $a == 0 && $b == 0 ]] || why "after deleting via B: node-a shows $a, node-b $b, want 0"
 }
-check cluster-metrics t_metrics
+check cluster-metrics t_cl_metrics
 
 # Stop the nodes and the sink now (on_exit kills too, in case).
 cl_stop "$CL_A"

@@ -93,23 +93,8 @@ DN_STS_ID=20261203T1
 
 # ---------------------------------------------------------------- helpers
 
-# dn_cleanup: stop everything of this section (pid files read at exit, so
-# processes started inside checks, which run in subshells, are covered)
-dn_cleanup() {
-  local f p
-  for f in "$DN_DIR"/*/pid; do
-    [[ -r $f ]] || continue
-    p=$(cat "$f")
-    [[ -n $p ]] && kill -TERM "$p" 2>/dev/null
-  done
-  sleep 0.5
-  for f in "$DN_DIR"/*/pid; do
-    [[ -r $f ]] || continue
-    p=$(cat "$f")
-    [[ -n $p ]] && kill -KILL "$p" 2>/dev/null
-  done
-  return 0
-}
+# dn_cleanup: stop everything of this section
+dn_cleanup() { kill_pidfiles "$DN_DIR"/*/pid; }
 
 # dn_install: the packages, installed as scripts/peers.sh does (policy-rc.d
 # guard: no system daemon is started)
@@ -140,21 +125,6 @@ dn_bg() {
   shift
   "$@" >>"$dir/out.log" 2>&1 &
   echo $! >"$dir/pid"
-}
-
-# dn_stop DIR: stop the process of DIR/pid and wait for it
-dn_stop() {
-  local pid i
-  pid=$(cat "$1/pid" 2>/dev/null) || return 0
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid" 2>/dev/null; sleep 0.2; }
-  : >"$1/pid"
-  return 0
 }
 
 # dn_spki CERT: the hex SHA-256 of the certificate's SubjectPublicKeyInfo
@@ -290,6 +260,18 @@ EOF
   mv "$z/bogus.test.zone.broken" "$z/bogus.test.zone.signed"
 }
 
+# dn_wait_dns NAME DIR PORT ZONE: wait up to 10 s until the server NAME
+# started by dn_bg in DIR (log DIR/NAME.log) answers SOA ZONE on 127.0.0.1:PORT
+dn_wait_dns() {
+  local name=$1 dir=$2 port=$3 i
+  for ((i = 0; i < 50; i++)); do
+    [[ -n $(dig +short +time=1 +tries=1 @127.0.0.1 -p "$port" SOA "$4" 2>/dev/null) ]] && return 0
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || why "$name exited: $(tail -n 3 "$dir/out.log" "$dir/$name.log" 2>/dev/null | tr '\n' ' ')" || return 1
+    sleep 0.2
+  done
+  why "$name does not answer on 127.0.0.1:$port: $(tail -n 3 "$dir/$name.log" 2>/dev/null | tr '\n' ' ')"
+}
+
 dn_nsd() {
   local n=$DN_DIR/nsd zone f
   mkdir -p "$n"
@@ -320,14 +302,7 @@ EOF
   done
   nsd-checkconf "$n/nsd.conf" >"$n/checkconf.log" 2>&1 || why "nsd-checkconf: $(tail -n 2 "$n/checkconf.log")" || return 1
   dn_bg "$n" nsd -d -c "$n/nsd.conf"
-  local i
-  for ((i = 0; i < 50; i++)); do
-    dig +short +time=1 +tries=1 @127.0.0.1 -p "$DN_NSD_PORT" SOA dane.test >/dev/null 2>&1 &&
-      [[ -n $(dig +short +time=1 +tries=1 @127.0.0.1 -p "$DN_NSD_PORT" SOA dane.test 2>/dev/null) ]] && return 0
-    kill -0 "$(cat "$n/pid")" 2>/dev/null || why "nsd exited: $(tail -n 3 "$n/out.log" "$n/nsd.log" 2>/dev/null | tr '\n' ' ')" || return 1
-    sleep 0.2
-  done
-  why "nsd does not answer on 127.0.0.1:$DN_NSD_PORT: $(tail -n 3 "$n/nsd.log" 2>/dev/null | tr '\n' ' ')"
+  dn_wait_dns nsd "$n" "$DN_NSD_PORT" dane.test
 }
 
 dn_unbound() {
@@ -365,13 +340,7 @@ EOF
   done
   unbound-checkconf "$u/unbound.conf" >"$u/checkconf.log" 2>&1 || why "unbound-checkconf: $(tail -n 2 "$u/checkconf.log")" || return 1
   dn_bg "$u" unbound -d -c "$u/unbound.conf"
-  local i
-  for ((i = 0; i < 50; i++)); do
-    [[ -n $(dig +short +time=1 +tries=1 @127.0.0.1 -p "$DN_UB_PORT" SOA plain.test 2>/dev/null) ]] && return 0
-    kill -0 "$(cat "$u/pid")" 2>/dev/null || why "unbound exited: $(tail -n 3 "$u/out.log" "$u/unbound.log" 2>/dev/null | tr '\n' ' ')" || return 1
-    sleep 0.2
-  done
-  why "unbound does not answer on 127.0.0.1:$DN_UB_PORT: $(tail -n 3 "$u/unbound.log" 2>/dev/null | tr '\n' ' ')"
+  dn_wait_dns unbound "$u" "$DN_UB_PORT" plain.test
 }
 
 # dn_dig NAME TYPE: dig through Unbound with DO; output in $DN_DIG
@@ -436,20 +405,6 @@ shutdown_timeout = "5s"
 EOF
 }
 
-# dn_serve DIR HOST PORT: start mailsec serve with DIR/serve.toml, wait for HOST:PORT
-dn_serve() {
-  local dir=$1 i pid
-  "$BIN" serve --config "$dir/serve.toml" >>"$dir/banner.txt" 2>>"$dir/serve.log" &
-  pid=$!
-  echo "$pid" >"$dir/pid"
-  for ((i = 0; i < 150; i++)); do
-    port_open "$2" "$3" && return 0
-    kill -0 "$pid" 2>/dev/null || why "mailsec serve ($dir) exited: $(tail -n 3 "$dir/serve.log" | tr '\n' ' ')" || return 1
-    sleep 0.1
-  done
-  why "mailsec serve ($dir) does not listen on $2:$3 within 15s"
-}
-
 # dn_dest DIR IP CERT DOMAINS: a destination serve with one MX listener
 dn_dest() {
   local dir=$1
@@ -461,7 +416,7 @@ dn_dest() {
   } >"$dir/serve.toml"
   printf '%s' "$DN_BOB_PASS" | "$BIN" users add bob --data "$dir/data" >>"$dir/users.log" 2>&1 ||
     why "users add bob ($dir): $(tail -n 1 "$dir/users.log")" || return 1
-  dn_serve "$dir" "$2" "$DN_MXPORT"
+  serve_start "$dir" "$2" "$DN_MXPORT"
 }
 
 # dn_sink DIR IP NAME [CERT KEY]: a python3 SMTP server on IP:15025 that
@@ -633,7 +588,7 @@ t_dn_relay() {
   printf '%s' "$DN_ALICE_PASS" | "$BIN" users add alice --data "$DN_R/data" >>"$DN_R/users.log" 2>&1 ||
     why "users add alice: $(tail -n 1 "$DN_R/users.log")" || return 1
   dn_conf_r dane 1
-  if dn_serve "$DN_R" 127.0.0.1 "$DN_SUB"; then
+  if serve_start "$DN_R" 127.0.0.1 "$DN_SUB"; then
     echo full >"$DN_DIR/relay.mode"
     return 0
   fi
@@ -642,7 +597,7 @@ t_dn_relay() {
   echo "$reason" >"$DN_DIR/relay.refused"
   : >"$LOGS/$CHECK.reason"
   dn_conf_r may 0
-  dn_serve "$DN_R" 127.0.0.1 "$DN_SUB" || return 1
+  serve_start "$DN_R" 127.0.0.1 "$DN_SUB" || return 1
   echo fallback >"$DN_DIR/relay.mode"
   why "R refused tls = \"dane\" / dane-only routes (started with tls = \"may\" instead): $reason"
 }
@@ -653,34 +608,23 @@ dn_full() {
     why "R runs the fallback configuration (tls = \"may\", no routes): $(cat "$DN_DIR/relay.refused" 2>/dev/null)"
 }
 
-# dn_send TO ID [ARGS...]: submit a message for TO as alice through R
+# dn_if_full CMD...: CMD, once dn_full says R runs the configuration under test
+dn_if_full() { dn_full || return 1; "$@"; }
+
+# dn_send TO ID [ARGS...]: submit a message for TO as alice through R;
+# DN_BASE = R's attempt lines for TO before it (see dn_new)
 dn_send() {
-  local to=$1 id=$2
+  local to=$1 id=$2 msg=$MSGS/$CHECK.$2.eml out=$LOGS/$CHECK.send.json rc
   shift 2
-  DN_MSG=$MSGS/$CHECK.$id.eml
-  {
-    printf 'From: Alice <alice@origin.test>\nTo: %s\nSubject: mailsec dane interop %s\n' "$to" "$CHECK"
-    printf 'Date: %s\nMessage-ID: <%s>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n' "$(LC_ALL=C date -R)" "$id"
-    printf 'Relayed by mailsec serve (%s).\n' "$CHECK"
-  } >"$DN_MSG"
-  DN_OUT=$LOGS/$CHECK.send.json
+  relay_msg "$msg" "Alice <alice@origin.test>" "$to" "$id"
   DN_BASE=$(dn_attempts "$to" | wc -l)
-  printf 'mailsec send --to %s %s\n' "$to" "$*" >>"$LOGS/$CHECK.cmd"
-  MAILSEC_PASSWORD=$DN_ALICE_PASS timeout 60 "$BIN" send --server "127.0.0.1:$DN_SUB" --tls starttls \
-    --auth plain --user alice --ca-file "$DN_RCA" --tls-server-name localhost --timeout 20s \
-    --from alice@origin.test --to "$to" --json "$@" <"$DN_MSG" >"$DN_OUT" 2>"$DN_OUT.stderr"
-  local rc=$?
-  ((rc == 0)) || why "mailsec send to $to through R: exit $rc: $(jq -r '.error.code // empty' "$DN_OUT" 2>/dev/null) $(tail -n 1 "$DN_OUT.stderr")"
+  relay_submit "127.0.0.1:$DN_SUB" "$DN_ALICE_PASS" "$DN_RCA" alice@origin.test "$to" "$msg" "$out" "$@"
+  rc=$?
+  ((rc == 0)) || submit_failed "$rc" "$to" R "$out"
 }
 
-dn_queue() {
-  DN_Q=$LOGS/$CHECK.queue.json
-  timeout 30 "$BIN" queue "$@" --data "$DN_R/data" --json >"$DN_Q" 2>"$DN_Q.stderr"
-}
-dn_qentry() {
-  dn_queue list || return 1
-  jq -ce --arg r "$1" '.messages[] | select(.recipients | index($r))' "$DN_Q" 2>/dev/null | head -n 1
-}
+dn_queue() { queue_json "$DN_R/data" "$@"; }
+dn_qentry() { queue_entry "$DN_R/data" "$1"; }
 
 # dn_attempts RCPT: R's "delivery attempt" lines for RCPT
 dn_attempts() { grep -F 'msg="delivery attempt"' "$DN_R/serve.log" | grep -F "to=$1 "; }
@@ -755,8 +699,8 @@ t_dn_refused() {
   if [[ -n $code ]]; then
     jq -r '.last_error | tostring' <<<"$e" | grep -Eiq -- "$code" || why "last_error $(jq -c .last_error <<<"$e"), want /$code/" || return 1
   fi
-  # no more retries of it in R's log
-  dn_queue delete "$(jq -r .id <<<"$e")" || why "queue delete failed: $(tail -n 1 "$DN_Q.stderr")"
+  # out of the queue, so that R stops retrying it
+  dn_queue delete "$(jq -r .id <<<"$e")" || why "queue delete failed: $(tail -n 1 "$Q.stderr")"
 }
 
 # ---------------------------------------------------------------- checks
@@ -792,31 +736,18 @@ check dane-infra-https-smtp t_dn_web_curl
 
 check dane-relay-start t_dn_relay
 
-t_dn_match() {
-  dn_full || return 1
-  t_dn_delivered "bob@dane.test" "$DN_BOBD1" 'dane' 'dane'
-}
-check dane-match t_dn_match
-
-t_dn_ta() {
-  dn_full || return 1
-  t_dn_delivered "bob@ta.dane.test" "$DN_BOBD1" 'dane' 'dane'
-}
-check dane-ta-2-0-1 t_dn_ta
+check dane-match dn_if_full t_dn_delivered bob@dane.test "$DN_BOBD1" dane dane
+check dane-ta-2-0-1 dn_if_full t_dn_delivered bob@ta.dane.test "$DN_BOBD1" dane dane
 
 # both.dane.test publishes TLSA and an MTA-STS enforce policy whose mx
 # pattern does not match its MX: DANE takes precedence (RFC 8461 section 2)
-t_dn_over_sts() {
-  dn_full || return 1
-  t_dn_delivered bob@both.dane.test "$DN_BOBD1" 'dane' 'dane'
-}
-check dane-over-sts t_dn_over_sts
+check dane-over-sts dn_if_full t_dn_delivered bob@both.dane.test "$DN_BOBD1" dane dane
 
-check dane-mismatch eval 'dn_full && t_dn_refused "bob@mismatch.dane.test" "$DN_BOBD1" "tlsa|dane|match"'
+check dane-mismatch dn_if_full t_dn_refused "bob@mismatch.dane.test" "$DN_BOBD1" "tlsa|dane|match"
 
 t_dn_stripped() {
   dn_full || return 1
-  local to n0
+  local to
   to=bob@stripped.dane.test
   t_dn_refused "$to" "$DN_SINKD/msgs" 'starttls|tls|dane' || return 1
   ! grep -F "$to" "$DN_SINKD/commands.log" || why "R sent RCPT TO the server without STARTTLS (in plain)" || return 1
@@ -825,13 +756,13 @@ t_dn_stripped() {
 }
 check dane-stripped t_dn_stripped
 
-check dane-bogus-mx eval 'dn_full && t_dn_refused "bob@bogus.test" "$DN_BOBD1"'
-check dane-bogus-tlsa eval 'dn_full && t_dn_refused "bob@tlsa.bogus.test" "$DN_BOBD1"'
+check dane-bogus-mx dn_if_full t_dn_refused "bob@bogus.test" "$DN_BOBD1"
+check dane-bogus-tlsa dn_if_full t_dn_refused "bob@tlsa.bogus.test" "$DN_BOBD1"
 
 # plain.test: unsigned, so its (wrong) TLSA record is ignored: may, delivered
 check dane-unsigned t_dn_delivered "bob@plain.test" "$DN_BOBD1" 'may' ''
 
-check dane-only-secure eval 'dn_full && t_dn_delivered "bob@only.dane.test" "$DN_BOBD1" "dane-only|dane" "dane"'
+check dane-only-secure dn_if_full t_dn_delivered "bob@only.dane.test" "$DN_BOBD1" "dane-only|dane" "dane"
 
 # dane-only without DNSSEC: never delivered (deferred or bounced both pass)
 t_dn_only_unsigned() {
@@ -851,7 +782,7 @@ t_dn_only_unsigned() {
 check dane-only-unsigned t_dn_only_unsigned
 
 # badsts.test: policy enforce, the MX's certificate names wrong.example
-check sts-enforce-badcert eval 'dn_full && t_dn_refused "bob@badsts.test" "$DN_BOBD4" "name|cert|sts|verif"'
+check sts-enforce-badcert dn_if_full t_dn_refused "bob@badsts.test" "$DN_BOBD4" "name|cert|sts|verif"
 
 # teststs.test: the same bad certificate under mode testing: delivered
 # (RFC 8461 section 5: testing reports, it does not refuse)
@@ -877,7 +808,7 @@ t_dn_sts_cache() {
   dn_full || return 1
   local n
   n=$(grep 'host=mta-sts.sts.test' "$DN_WEB/requests.log" 2>/dev/null | grep -vc 'ua=dane-interop-curl')
-  dn_stop "$DN_WEB"
+  stop_pidfile "$DN_WEB"
   port_open "$DN_WEB_IP" 443 && { why "web server still up"; return 1; }
   t_dn_delivered "bob@sts.test" "$DN_BOBD3" 'mta-sts|sts' '' "$DN_BOBD1" || return 1
   echo "R's policy fetches before: $n (web server down since)"
@@ -885,28 +816,31 @@ t_dn_sts_cache() {
 }
 check sts-cache t_dn_sts_cache
 
+# dn_bounce_5730 ID: within 15 s a bounce mentioning ID is in alice's
+# Maildir at R, with Status: 5.7.30 (REQUIRETLS could not be honoured)
+dn_bounce_5730() {
+  local f
+  f=$(wait_mail_with "$DN_R/data/mail/alice" "$1" 15) ||
+    why "no bounce mentioning <$1> in alice's Maildir (result $DN_RESULT: ${DN_LINE:0:200})" || return 1
+  grep -E '^(Status|Action|Diagnostic-Code):' "$f"
+  grep -q '^Status: 5\.7\.30' "$f" || why "bounce lacks Status: 5.7.30: $(grep -E '^Status:' "$f" | head -n 1)"
+}
+
 # REQUIRETLS (RFC 8689): to an insecure, unverifiable destination a bounce
 # with 5.7.30; to a DANE-verified one that offers REQUIRETLS, delivered.
 t_dn_requiretls_bounce() {
-  local to id i f
+  local to id
   to=bob@plain.test
   id=$(newid)
   dn_send "$to" "$id" --require-tls || return 1
   dn_outcome "$to" 30
   echo "attempt: $DN_LINE"
   if dn_in "$DN_BOBD1" "$id"; then why "REQUIRETLS message delivered to plain.test (MX insecure, certificate not verified): ${DN_LINE:0:300}"; return 1; fi
-  for ((i = 0; i < 60; i++)); do
-    f=$(grep -rlF -- "$id" "$DN_R/data/mail/alice/new" "$DN_R/data/mail/alice/cur" 2>/dev/null | head -n 1)
-    [[ -n $f ]] && break
-    sleep 0.25
-  done
-  [[ -n $f ]] || why "no bounce mentioning <$id> in alice's Maildir (result $DN_RESULT: ${DN_LINE:0:200})" || return 1
-  grep -E '^(Status|Action|Diagnostic-Code):' "$f"
-  grep -q '^Status: 5\.7\.30' "$f" || why "bounce lacks Status: 5.7.30: $(grep -E '^Status:' "$f" | head -n 1)"
+  dn_bounce_5730 "$id"
 }
 check requiretls-bounce t_dn_requiretls_bounce
 
-check requiretls-dane-delivered eval 'dn_full && t_dn_delivered "bob@dane.test" "$DN_BOBD1" dane dane "" --require-tls'
+check requiretls-dane-delivered dn_if_full t_dn_delivered "bob@dane.test" "$DN_BOBD1" dane dane "" --require-tls
 
 # noreq.dane.test: DANE-verified STARTTLS, but no REQUIRETLS in its EHLO.
 # Without --require-tls: delivered (the control); with it: bounced 5.7.30,
@@ -919,7 +853,7 @@ t_dn_noreq_control() {
 check dane-noreq-control-delivered t_dn_noreq_control
 
 t_dn_requiretls_noext() {
-  local to=bob@noreq.dane.test id i f n0
+  local to=bob@noreq.dane.test id n0
   dn_full || return 1
   n0=$(grep -ci '^tls MAIL FROM' "$DN_NOREQ/commands.log" 2>/dev/null)
   id=$(newid)
@@ -927,14 +861,7 @@ t_dn_requiretls_noext() {
   dn_outcome "$to" 30
   echo "attempt: $DN_LINE"
   if dn_in "$DN_NOREQ/msgs" "$id"; then why "REQUIRETLS message handed to a server without REQUIRETLS: ${DN_LINE:0:300}"; return 1; fi
-  for ((i = 0; i < 60; i++)); do
-    f=$(grep -rlF -- "$id" "$DN_R/data/mail/alice/new" "$DN_R/data/mail/alice/cur" 2>/dev/null | head -n 1)
-    [[ -n $f ]] && break
-    sleep 0.25
-  done
-  [[ -n $f ]] || why "no bounce mentioning <$id> in alice's Maildir (result $DN_RESULT: ${DN_LINE:0:200})" || return 1
-  grep -E '^(Status|Action|Diagnostic-Code):' "$f"
-  grep -q '^Status: 5\.7\.30' "$f" || why "bounce lacks Status: 5.7.30: $(grep -E '^Status:' "$f" | head -n 1)" || return 1
+  dn_bounce_5730 "$id" || return 1
   tail -n 8 "$DN_NOREQ/commands.log"
   (($(grep -ci '^tls MAIL FROM' "$DN_NOREQ/commands.log") == n0)) || why "R sent MAIL FROM to the server without REQUIRETLS: $(grep -i '^tls MAIL FROM' "$DN_NOREQ/commands.log" | tail -n 1)"
 }

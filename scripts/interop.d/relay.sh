@@ -78,21 +78,9 @@ RL_WORKERS=4
 # ---------------------------------------------------------------- helpers
 
 # rl_cleanup: stop everything this section started (registered with
-# on_exit before anything starts; reads the pid files at exit, so restarts
-# inside checks, which run in subshells, are covered too).
+# on_exit before anything starts)
 rl_cleanup() {
-  local f p
-  for f in "$RL_DIR"/*/pid "$RL_DIR"/*.pid; do
-    [[ -r $f ]] || continue
-    p=$(cat "$f")
-    [[ -n $p ]] && kill -TERM "$p" 2>/dev/null
-  done
-  sleep 0.5
-  for f in "$RL_DIR"/*/pid "$RL_DIR"/*.pid; do
-    [[ -r $f ]] || continue
-    p=$(cat "$f")
-    [[ -n $p ]] && kill -KILL "$p" 2>/dev/null
-  done
+  kill_pidfiles "$RL_DIR"/*/pid "$RL_DIR"/*.pid
   [[ -e $RL_PF/spool/pid/master.pid ]] && postfix -c "$RL_PF/etc" stop
   return 0
 }
@@ -140,37 +128,11 @@ EOF
 # rl_route DOMAIN NEXT_HOP TLS
 rl_route() { printf '\n[[relay.route]]\ndomain = "%s"\nnext_hop = "%s"\ntls = "%s"\n' "$@"; }
 
-# rl_serve DIR: start `mailsec serve --config DIR/serve.toml` in the
-# background (pid in DIR/pid, stderr appended to DIR/serve.log) and wait
-# until PORT accepts connections
-rl_serve() {
-  local dir=$1 port=$2 i pid
-  "$BIN" serve --config "$dir/serve.toml" >>"$dir/banner.txt" 2>>"$dir/serve.log" &
-  pid=$!
-  disown "$pid" # no "Killed" job notices in the check's log
-  echo "$pid" >"$dir/pid"
-  for ((i = 0; i < 150; i++)); do
-    port_open "$RL_HOST" "$port" && return 0
-    kill -0 "$pid" 2>/dev/null || why "mailsec serve ($dir) exited: $(tail -n 3 "$dir/serve.log")" || return 1
-    sleep 0.1
-  done
-  why "mailsec serve ($dir) does not listen on $port within 15s: $(tail -n 3 "$dir/serve.log")"
-}
+# rl_serve DIR PORT: start the serve of DIR (see serve_start)
+rl_serve() { serve_start "$1" "$RL_HOST" "$2"; }
 
 # rl_stop DIR [SIGNAL]: stop the serve of DIR and wait for it to exit
-rl_stop() {
-  local dir=$1 sig=${2:-TERM} pid i
-  pid=$(cat "$dir/pid" 2>/dev/null) || return 0
-  [[ -n $pid ]] || return 0
-  kill "-$sig" "$pid" 2>/dev/null
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid" 2>/dev/null; sleep 0.2; }
-  : >"$dir/pid"
-  return 0
-}
+rl_stop() { stop_pidfile "$@"; }
 
 # rl_users DIR USER PASS: mailsec users add
 rl_users() {
@@ -178,51 +140,32 @@ rl_users() {
     why "users add $2 ($1): $(tail -n 1 "$1/users.log")"
 }
 
-# rl_msg ID [SUBJECT]: a message with Message-ID ID in $RL_MSG
-rl_msg() {
-  RL_MSG=$MSGS/$CHECK.$1.eml
-  {
-    printf 'From: Alice <alice@%s>\n' "$RL_DOMAIN"
-    printf 'To: %s\n' "${RL_TO:-someone@example.test}"
-    printf 'Subject: %s\n' "${2:-mailsec relay interop $CHECK}"
-    printf 'Date: %s\n' "$(LC_ALL=C date -R)"
-    printf 'Message-ID: <%s>\n' "$1"
-    printf 'MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n'
-    printf 'Relayed by mailsec serve (%s).\n' "$CHECK"
-  } >"$RL_MSG"
-}
-
 # rl_send PORT TO ID [FROM]: submit a fresh message as alice through R's
-# (or, with RL_SEND_CA/RL_SEND_PASS, another instance's) submission PORT;
-# sets RL_RC and RL_OUT
+# (or, with RL_SEND_CA, another instance's) submission PORT; sets RL_RC,
+# RL_OUT and RL_MSG
 rl_send() {
   local port=$1 to=$2 id=$3 from=${4:-alice@$RL_DOMAIN}
-  RL_TO=$to rl_msg "$id"
+  RL_MSG=$MSGS/$CHECK.$id.eml
   RL_OUT=$LOGS/$CHECK.send.$id.json
-  printf 'mailsec send --server %s:%s --to %s < %s\n' "$RL_HOST" "$port" "$to" "$RL_MSG" >>"$LOGS/$CHECK.cmd"
-  MAILSEC_PASSWORD=${RL_SEND_PASS:-$RL_ALICE_PASS} timeout 60 "$BIN" send --server "$RL_HOST:$port" --tls starttls \
-    --auth plain --user alice --ca-file "${RL_SEND_CA:-$RL_CA}" --tls-server-name localhost --timeout 20s \
-    --from "$from" --to "$to" --json <"$RL_MSG" >"$RL_OUT" 2>"$RL_OUT.stderr"
+  relay_msg "$RL_MSG" "Alice <alice@$RL_DOMAIN>" "$to" "$id"
+  relay_submit "$RL_HOST:$port" "$RL_ALICE_PASS" "${RL_SEND_CA:-$RL_CA}" "$from" "$to" "$RL_MSG" "$RL_OUT"
   RL_RC=$?
 }
 
 # rl_send_ok PORT TO ID [FROM]: rl_send, which must be acknowledged
 rl_send_ok() {
   rl_send "$@"
-  ((RL_RC == 0)) || why "mailsec send to $2 through $RL_HOST:$1: exit $RL_RC: $(jq -r '.error.code // empty' "$RL_OUT" 2>/dev/null) $(tail -n 1 "$RL_OUT.stderr")"
+  ((RL_RC == 0)) || submit_failed "$RL_RC" "$2" "$RL_HOST:$1" "$RL_OUT"
 }
 
-# rl_queue ARGS...: mailsec queue ARGS --data R --json, stdout to RL_Q
-rl_queue() {
-  RL_Q=$LOGS/$CHECK.queue.json
-  timeout 30 "$BIN" queue "$@" --data "${RL_QDATA:-$RL_DATA}" --json >"$RL_Q" 2>"$RL_Q.stderr"
-}
+# rl_queue ARGS...: mailsec queue ARGS on R's data dir, stdout in $Q
+rl_queue() { queue_json "$RL_DATA" "$@"; }
 
 # rl_qentry RCPT: the queue list entry (JSON) whose recipients include RCPT
-rl_qentry() {
-  rl_queue list || return 1
-  jq -ce --arg r "$1" '.messages[] | select(.recipients | index($r))' "$RL_Q" 2>/dev/null | head -n 1
-}
+rl_qentry() { queue_entry "$RL_DATA" "$1"; }
+
+# rl_nqueued RCPT: how many messages of the last rl_queue list are for RCPT
+rl_nqueued() { jq --arg t "$1" '[.messages[] | select(.recipients | index($t))] | length' "$Q"; }
 
 # rl_wait_deferred RCPT SECONDS: wait until RCPT's message is in the queue
 # with attempts >= 1 and a last_error; print the entry
@@ -243,20 +186,23 @@ rl_wait_deferred() {
 rl_wait_gone() {
   local i
   for ((i = 0; i < $2 * 4; i++)); do
-    rl_queue list && [[ -z $(jq -r --arg r "$1" '.messages[] | select(.recipients | index($r)) | .id' "$RL_Q") ]] && return 0
+    rl_queue list && [[ $(rl_nqueued "$1") == 0 ]] && return 0
     sleep 0.25
   done
   return 1
 }
 
-# rl_attempt_line RCPT: the last "delivery attempt" log line of R for RCPT
-rl_attempt_line() { grep -F 'msg="delivery attempt"' "$RL_R/serve.log" | grep -F "to=$1 " | tail -n 1; }
+# rl_attempts RCPT: R's "delivery attempt" log lines for RCPT
+rl_attempts() { grep -F 'msg="delivery attempt"' "$RL_R/serve.log" | grep -F "to=$1 "; }
+
+# rl_attempt_line RCPT: the last of them
+rl_attempt_line() { rl_attempts "$1" | tail -n 1; }
 
 # rl_wait_attempt RCPT SECONDS RESULT: wait for an attempt line with result=RESULT
 rl_wait_attempt() {
   local i l
   for ((i = 0; i < $2 * 4; i++)); do
-    l=$(grep -F 'msg="delivery attempt"' "$RL_R/serve.log" | grep -F "to=$1 " | grep -F "result=$3 " | tail -n 1)
+    l=$(rl_attempts "$1" | grep -F "result=$3 " | tail -n 1)
     if [[ -n $l ]]; then
       echo "$l"
       return 0
@@ -274,6 +220,9 @@ rl_count_ids() {
   find "$@" -type f -print0 2>/dev/null | xargs -0 -r grep -h -m1 -i '^Message-ID:' | tr -d '\r' |
     sed 's/^[^<]*<\([^>]*\)>.*/\1/' | sort | uniq -c
 }
+
+# rl_stored DIR TAG: how many distinct messages of the kill -9 round TAG are in DIR
+rl_stored() { rl_count_ids "$1" | grep -cF "kill9-$2-"; }
 
 # ---------------------------------------------------------------- peers of this section
 
@@ -488,7 +437,7 @@ t_rl_starttls() {
   f=$(wait_maildir "$BOB_MAILDIR" "$id" 30) || why "<$id> not in $BOB_MAILDIR within 30s; R log: $(rl_attempt_line "$BOB_ADDR")" || return 1
   rcvd=$(first_received "$f")
   [[ $rcvd == *"using TLSv1."[23]* ]] || why "Postfix's Received header shows no TLS: ${rcvd:0:240}" || return 1
-  grep -qF "<$id>" "$f" || return 1
+  same_tail "$f" "$RL_MSG" || why "delivered bytes differ from sent: $(diff_hint "$f" "$RL_MSG")" || return 1
   l=$(rl_wait_attempt "$BOB_ADDR" 10 delivered) || why "no 'delivery attempt' line with result=delivered for $BOB_ADDR in R's log" || return 1
   echo "$l"
   [[ $l == *" tls_policy=may "* ]] || why "attempt line lacks tls_policy=may: $l" || return 1
@@ -522,19 +471,19 @@ t_rl_verify_no_starttls() {
   id=$(newid)
   to=v-$(rl_uniq)@plainverify.test
   rl_send_ok "$RL_SUB" "$to" "$id" || return 1
-  e=$(rl_wait_deferred "$to" 30) || why "no deferred queue entry for $to within 30s: $(head -c 300 "$RL_Q")" || return 1
+  e=$(rl_wait_deferred "$to" 30) || why "no deferred queue entry for $to within 30s: $(head -c 300 "$LOGS/$CHECK.queue.json")" || return 1
   echo "$e"
   qid=$(jq -r .id <<<"$e")
   [[ $(jq -r .last_error.code <<<"$e") == StartTLSUnavailable ]] ||
     why "last_error.code $(jq -c .last_error <<<"$e"), want StartTLSUnavailable" || return 1
-  rl_queue show "$qid" || why "queue show $qid failed: $(tail -n 1 "$RL_Q.stderr")" || return 1
-  jq -e --arg id "$qid" --arg r "$to" '.ok and .message.id == $id and (.message.recipients[0].addr == $r) and .message.attempts >= 1' "$RL_Q" >/dev/null ||
-    why "queue show output unexpected: $(head -c 300 "$RL_Q")" || return 1
+  rl_queue show "$qid" || why "queue show $qid failed: $(tail -n 1 "$Q.stderr")" || return 1
+  jq -e --arg id "$qid" --arg r "$to" '.ok and .message.id == $id and (.message.recipients[0].addr == $r) and .message.attempts >= 1' "$Q" >/dev/null ||
+    why "queue show output unexpected: $(head -c 300 "$Q")" || return 1
   # text form too
   timeout 30 "$BIN" queue show "$qid" --data "$RL_DATA" >"$LOGS/$CHECK.show.txt" 2>&1 || why "queue show (text) failed" || return 1
   grep -q "$to" "$LOGS/$CHECK.show.txt" || why "queue show text lacks the recipient" || return 1
   wait_maildir "$RL_PFMAIL/plainverify" "$id" 1 >/dev/null && { why "delivered in plain despite tls=verify"; return 1; }
-  rl_queue delete "$qid" || why "queue delete $qid failed: $(tail -n 1 "$RL_Q.stderr")" || return 1
+  rl_queue delete "$qid" || why "queue delete $qid failed: $(tail -n 1 "$Q.stderr")" || return 1
   rl_wait_gone "$to" 10 || why "message $qid still listed after queue delete" || return 1
   ! rl_queue show "$qid" || why "queue show of a deleted message succeeded" || return 1
   sleep 2.5 # a retry would come within backoff_max
@@ -566,7 +515,7 @@ t_rl_verify_badname() {
   id=$(newid)
   to=b-$(rl_uniq)@badname.test
   rl_send_ok "$RL_SUB" "$to" "$id" || return 1
-  e=$(rl_wait_deferred "$to" 30) || why "no deferred entry for $to: $(head -c 300 "$RL_Q")" || return 1
+  e=$(rl_wait_deferred "$to" 30) || why "no deferred entry for $to: $(head -c 300 "$LOGS/$CHECK.queue.json")" || return 1
   qid=$(jq -r .id <<<"$e")
   [[ $(jq -r .last_error.code <<<"$e") == TLSCertName ]] || why "last_error $(jq -c .last_error <<<"$e"), want code TLSCertName" || return 1
   # let it be retried at least once more (backoff 1s..2s): still refused
@@ -617,11 +566,7 @@ t_rl_bounce_pop3() {
   rl_send_ok "$RL_SUB" "$to" "$id" || return 1
   rl_wait_attempt "$to" 30 bounced || why "no bounced attempt for $to in R's log: $(rl_attempt_line "$to")" || return 1
   rl_wait_gone "$to" 15 || why "the bounced message stayed queued" || return 1
-  local i
-  for ((i = 0; i < 60; i++)); do
-    grep -rlqF -- "$id" "$RL_DATA/mail/alice/new" "$RL_DATA/mail/alice/cur" 2>/dev/null && break
-    sleep 0.25
-  done
+  wait_mail_with "$RL_DATA/mail/alice" "$id" 15 >/dev/null
   MAILSEC_T_PW=$RL_ALICE_PASS timeout 60 python3 - "$RL_HOST" "$RL_POP3S" "$RL_CA" "$id" "$to" >"$LOGS/$CHECK.py" 2>&1 <<'EOF' ||
 import email, email.policy, os, poplib, ssl, sys
 host, port, ca, mid, rcpt = sys.argv[1:]
@@ -748,7 +693,7 @@ s.quit()
 EOF
   cat "$LOGS/$CHECK.py"
   rl_queue list || return 1
-  [[ -z $(jq -r '.messages[] | select(.from == "someone@elsewhere.test") | .id' "$RL_Q") ]] || why "a message from the unauthenticated client was queued"
+  [[ -z $(jq -r '.messages[] | select(.from == "someone@elsewhere.test") | .id' "$Q") ]] || why "a message from the unauthenticated client was queued"
 }
 check relay-open-relay t_rl_open_relay
 
@@ -818,10 +763,10 @@ rl_round() {
       acked+=("$id")
       if ((i == k)); then
         rl_stop "$RL_R" KILL
-        rl_queue list && queued=$(jq --arg t "$to" '[.messages[] | select(.recipients | index($t))] | length' "$RL_Q")
+        rl_queue list && queued=$(rl_nqueued "$to")
         echo "round $round ($mode): kill -9 right after acknowledged submission $k of $RL_BURST; $queued of them queued at the kill"
         if [[ $mode == after-250-down ]]; then
-          [[ $queued == "$k" ]] || why "round $round: $k messages acknowledged while the destination was down, but the queue holds $queued after kill -9: $(head -c 300 "$RL_Q")" || return 1
+          [[ $queued == "$k" ]] || why "round $round: $k messages acknowledged while the destination was down, but the queue holds $queued after kill -9: $(head -c 300 "$Q")" || return 1
           rl_serve "$RL_D" "$RL_D_MX" || return 1
         fi
         rl_serve "$RL_R" "$RL_SUB" || return 1
@@ -831,7 +776,7 @@ rl_round() {
     to=sink-$tag@slow.test dir=$RL_SINKDIR/msgs
     : >"$RL_SINKDIR/hold"
     rl_burst "$to" "$tag" "$RL_BURST" 5 >"$RL_DIR/burst.rc"
-    have=$(rl_count_ids "$dir" | grep -cF "kill9-$tag-")
+    have=$(rl_stored "$dir" "$tag")
     rm -f "$RL_SINKDIR/hold"
     while read -r id rc; do
       ((rc == 0)) || why "round $round: submission of <$id> refused with exit $rc" || return 1
@@ -840,24 +785,24 @@ rl_round() {
     ((${#acked[@]} == RL_BURST)) || why "round $round: ${#acked[@]} of $RL_BURST submissions reported" || return 1
     m=$((have + RANDOM % 12 + 1))
     for ((i = 0; i < 400; i++)); do
-      (($(rl_count_ids "$dir" | grep -cF "kill9-$tag-") >= m)) && break
+      (($(rl_stored "$dir" "$tag") >= m)) && break
       sleep 0.02
     done
     rl_stop "$RL_R" KILL
     inflight=$(find "$RL_SINKDIR/inflight" -type f | wc -l)
-    rl_queue list && queued=$(jq --arg t "$to" '[.messages[] | select(.recipients | index($t))] | length' "$RL_Q")
-    echo "round $round ($mode): kill -9 with $(rl_count_ids "$dir" | grep -cF "kill9-$tag-") of $RL_BURST stored at the sink (target $m, $have during the burst), $inflight in the sink's DATA phase, $queued queued"
+    rl_queue list && queued=$(rl_nqueued "$to")
+    echo "round $round ($mode): kill -9 with $(rl_stored "$dir" "$tag") of $RL_BURST stored at the sink (target $m, $have during the burst), $inflight in the sink's DATA phase, $queued queued"
     rl_serve "$RL_R" "$RL_SUB" || return 1
     [[ $queued == - ]] || ((queued > 0)) || why "round $round: the queue was already empty at the kill (nothing in flight; the round tested nothing)" || return 1
   fi
-  [[ $queued != - ]] || why "round $round: offline queue list failed: $(tail -n 1 "$RL_Q.stderr")" || return 1
+  [[ $queued != - ]] || why "round $round: offline queue list failed: $(tail -n 1 "$Q.stderr")" || return 1
   # wait until none of this round's messages is queued
   for ((i = 0; i < 120; i++)); do
-    rl_queue list && [[ $(jq --arg t "$to" '[.messages[] | select(.recipients | index($t))] | length' "$RL_Q") == 0 ]] && break
+    rl_queue list && [[ $(rl_nqueued "$to") == 0 ]] && break
     sleep 0.25
   done
-  [[ $(jq --arg t "$to" '[.messages[] | select(.recipients | index($t))] | length' "$RL_Q" 2>/dev/null) == 0 ]] ||
-    why "round $round: messages still queued after 30s: $(jq -c '[.messages[] | {id, attempts, last_error}]' "$RL_Q" | head -c 300)" || return 1
+  [[ $(rl_nqueued "$to" 2>/dev/null) == 0 ]] ||
+    why "round $round: messages still queued after 30s: $(jq -c '[.messages[] | {id, attempts, last_error}]' "$Q" | head -c 300)" || return 1
   # the sink may still be finishing a delivery of the killed process
   for ((i = 0; i < 50; i++)); do
     [[ -z $(find "$RL_SINKDIR/inflight" -type f) ]] && break
