@@ -11,14 +11,14 @@ import (
 )
 
 // Code identifies the kind of a failure. The numbers 1001-1407 are those of
-// the CSMail/SSL ErrorInfo catalogue (seed 002) so that users migrating from
+// the CSMail/SSL ErrorInfo catalogue (docs/requirements.md) so that users migrating from
 // it keep their tables; codes mailsec adds start above 1500.
 //
 // A Code is itself an error so that callers can write
 // errors.Is(err, mailsec.TLSCertName).
 type Code int
 
-// The catalogue. Gaps in the numbering are codes seed 002 reserves.
+// The catalogue. Gaps in the numbering are codes CSMail/SSL reserves.
 const (
 	ProxyNoConn          Code = 1001 // no TCP connection to the proxy
 	ProxySocket          Code = 1002 // socket error while talking to the proxy

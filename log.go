@@ -3,8 +3,8 @@ package mailsec
 import "log/slog"
 
 // Facility says which part of the library a log record comes from; it is
-// the "facility" attribute of every record, after seed 002's LogHandler
-// facilities LOG_F_PROTOCOL, LOG_F_SSL, LOG_F_PROXY and LOG_F_USER.
+// the "facility" attribute of every record, after CSMail/SSL's LogHandler
+// facilities (docs/requirements.md) LOG_F_PROTOCOL, LOG_F_SSL, LOG_F_PROXY and LOG_F_USER.
 type Facility string
 
 // The facilities.

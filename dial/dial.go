@@ -2,7 +2,7 @@
 // through a proxy (SOCKS4, SOCKS4a, SOCKS5, HTTP CONNECT), honouring the
 // caller's context for DNS, connect and the proxy handshake, and mapping
 // failures to the error catalogue (DNS, TCPConnect, Timeout and the proxy
-// codes 1001-1009 of seed 002).
+// codes 1001-1009 of CSMail/SSL's catalogue).
 package dial
 
 import (

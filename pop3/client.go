@@ -68,9 +68,9 @@ type Options struct {
 	// without TLS. Off by default: credentials never leave before TLS.
 	AllowPlaintextAuth bool
 	// Security, when set, replaces the context built from TLSMode, Auth and
-	// Mechanism: the caller composes the drivers (seed 000's SetSecurity).
+	// Mechanism: the caller composes the drivers (Uniface's SetSecurity).
 	Security *security.Context
-	// ProxyHost, when set, follows the POP3 proxy convention of seed 002's
+	// ProxyHost, when set, follows the POP3 proxy convention of CSMail/SSL's
 	// POP3ProxyInfo: the client connects to the proxy given to Dial and
 	// logs in as "user@ProxyHost"; the proxy then opens the session with
 	// the real server ProxyHost. TLS (and its certificate check) is with
@@ -211,7 +211,7 @@ func (c *Client) Greeting() string { return c.greeting }
 func (c *Client) TLS() *tls.ConnectionState { return c.wire.TLS }
 
 // Security returns the context the session was opened with, so callers can
-// read each driver's report (seed 000's GetSecurity).
+// read each driver's report (Uniface's GetSecurity).
 func (c *Client) Security() *security.Context { return c.sc }
 
 // State implements security.Conn.

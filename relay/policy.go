@@ -28,7 +28,7 @@ const (
 	// MTASTS applies the domain's MTA-STS policy alone, ignoring DANE;
 	// May where there is none.
 	MTASTS
-	// May is seed 004's negotiated TLS: STARTTLS when the server offers
+	// May is Domino's negotiated TLS (docs/requirements.md): STARTTLS when the server offers
 	// it, with the certificate recorded but not required to verify (RFC
 	// 7435 opportunistic security); plain text otherwise. After a failed
 	// handshake the same host is tried once more in plain text, the only

@@ -10,7 +10,7 @@ import (
 	"github.com/mailsec/mailsec/smtpd"
 )
 
-// Negotiated TLS (seed 004): STARTTLS when offered, and the queue record
+// Negotiated TLS (Domino's outbound rule): STARTTLS when offered, and the queue record
 // says what was negotiated and what the certificate would have met.
 func TestMayUsesSTARTTLSWhenOffered(t *testing.T) {
 	cert, pool := certFor(t, "mx1.example.test")

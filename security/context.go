@@ -1,4 +1,4 @@
-// Package security implements the security context of seeds 000 and 001: an
+// Package security implements the security context (docs/requirements.md): an
 // ordered queue of drivers (STARTTLS, authentication mechanisms) that are
 // verified against the server's capabilities and then opened, split at the
 // first supported TLS driver so that the drivers after it are verified
@@ -22,13 +22,13 @@ import (
 type Use int
 
 const (
-	// Mandatory makes an unsupported driver an error (seed 000's USE=MAND).
+	// Mandatory makes an unsupported driver an error (Uniface's USE=MAND).
 	Mandatory Use = iota
 	// Optional skips an unsupported driver (USE=OPT).
 	Optional
 )
 
-// String returns "MAND" or "OPT", the spelling of seed 000.
+// String returns "MAND" or "OPT", Uniface's spelling.
 func (u Use) String() string {
 	if u == Optional {
 		return "OPT"
@@ -62,7 +62,7 @@ type Conn interface {
 	// Caps returns the capabilities from the last query.
 	Caps() Caps
 	// Requery discards the cached capabilities and asks the server again
-	// (EHLO or CAPA). It is called after TLS starts, as seed 001 requires.
+	// (EHLO or CAPA). It is called after TLS starts, as the security context requires.
 	Requery(ctx context.Context) error
 	// StartTLS runs STARTTLS/STLS and the TLS handshake.
 	StartTLS(ctx context.Context) error
@@ -77,20 +77,20 @@ type Driver interface {
 	// Name identifies the driver in runtime info and errors
 	// ("STARTTLS", "AUTH SCRAM-SHA-256").
 	Name() string
-	// Supported reports whether the server supports the driver (seed 001's
-	// verification step).
+	// Supported reports whether the server supports the driver (the security
+	// context's verification step).
 	Supported(c Caps, s sasl.ConnState) bool
 	// Open implements the driver's function on the connection.
 	Open(ctx context.Context, c Conn) error
 	// Close runs the driver's closing protocol, if it has one.
 	Close(ctx context.Context, c Conn) error
-	// Info returns the driver's runtime information after Open (seed 000's
+	// Info returns the driver's runtime information after Open (Uniface's
 	// GetSecurity RuntimeInfo).
 	Info() map[string]string
 }
 
 // TLSDriver is implemented by drivers that upgrade the connection to TLS.
-// Verification stops at the first supported one (seed 001).
+// Verification stops at the first supported one (docs/requirements.md).
 type TLSDriver interface {
 	Driver
 	StartsTLS()
@@ -114,7 +114,7 @@ const (
 	StatusClosed  Status = "closed"  // opened, then closed
 )
 
-// Report describes one driver after Open: seed 000's GetSecurity, which
+// Report describes one driver after Open: Uniface's GetSecurity, which
 // returns the driver's properties and its runtime information.
 type Report struct {
 	Number int               `json:"number"` // 1-based position in the context
@@ -204,7 +204,7 @@ func (sc *Context) Open(ctx context.Context, c Conn) error {
 }
 
 // Close calls every opened driver's Close in reverse order. Errors do not
-// stop the unwinding (seed 001); they are joined and returned.
+// stop the unwinding (docs/requirements.md); they are joined and returned.
 func (sc *Context) Close(ctx context.Context, c Conn) error {
 	var errs []error
 	for k := len(sc.opened) - 1; k >= 0; k-- {

@@ -21,7 +21,7 @@ func NewStartTLS() *StartTLS { return &StartTLS{} }
 // Name returns "STARTTLS".
 func (d *StartTLS) Name() string { return "STARTTLS" }
 
-// StartsTLS marks the driver as the split point of seed 001.
+// StartsTLS marks the driver as the split point of the security context.
 func (d *StartTLS) StartsTLS() {}
 
 // Supported is true when the server offers STARTTLS/STLS and the connection

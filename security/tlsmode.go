@@ -18,8 +18,8 @@ const (
 	// it is an error and nothing else is sent.
 	TLSStartTLS
 	// TLSStartTLSOptional uses STARTTLS or STLS when offered and continues
-	// in plain text otherwise: Domino's outbound "negotiated SSL" (seed
-	// 004). It is open to stripping by an active attacker.
+	// in plain text otherwise: Domino's outbound "negotiated SSL"
+	// (docs/requirements.md). It is open to stripping by an active attacker.
 	TLSStartTLSOptional
 	// TLSNone never starts TLS.
 	TLSNone

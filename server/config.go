@@ -156,7 +156,7 @@ func (c *Config) check() error {
 		if l.TLS != "" && l.TLS != "may" && l.TLS != "require" {
 			return mailsec.Errorf(mailsec.Config, "config", nil, "listener %s: tls must be may or require", l.Name)
 		}
-		// A POP3 login needs TLS (seed 004), so "may" would be a promise
+		// A POP3 login needs TLS (Domino's rule, docs/requirements.md), so "may" would be a promise
 		// the pop3 kind does not keep.
 		if l.Kind == "pop3" && l.TLS == "may" {
 			return mailsec.Errorf(mailsec.Config, "config", nil, "listener %s: pop3 always requires STLS before login; tls = \"may\" is not possible", l.Name)

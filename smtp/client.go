@@ -57,7 +57,7 @@ type Options struct {
 	// default: credentials never leave before TLS.
 	AllowPlaintextAuth bool
 	// Security, when set, replaces the context built from TLSMode, Auth and
-	// Mechanism: the caller composes the drivers (seed 000's SetSecurity).
+	// Mechanism: the caller composes the drivers (Uniface's SetSecurity).
 	Security *security.Context
 	// LocalName is the name sent in EHLO; empty means the host name when it
 	// is fully qualified, else the address literal of the local end.
@@ -65,7 +65,7 @@ type Options struct {
 	// Dialer makes the TCP connection (a proxy, say); nil dials directly.
 	// A dial.Proxy keeps TLS end to end with the server named to Dial.
 	Dialer dial.Dialer
-	// LoginProxy, when set, sends the session to seed 002's SMTP proxy,
+	// LoginProxy, when set, sends the session to CSMail/SSL's SMTP proxy,
 	// which picks the real server from the login; see LoginProxy.
 	LoginProxy *LoginProxy
 	// CommandTimeout bounds each command's round trip when the context has
@@ -294,7 +294,7 @@ func (c *Client) Greeting() string {
 func (c *Client) TLS() *tls.ConnectionState { return c.wire.TLS }
 
 // Security returns the context the session was opened with, so callers can
-// read each driver's report (seed 000's GetSecurity).
+// read each driver's report (Uniface's GetSecurity).
 func (c *Client) Security() *security.Context { return c.sc }
 
 // Caps implements security.Conn.

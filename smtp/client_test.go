@@ -61,7 +61,7 @@ func TestStartTLSThenAuthThenSend(t *testing.T) {
 		p.Expect("STARTTLS")
 		p.Send("220 2.0.0 go ahead\r\n")
 		p.StartTLS()
-		p.Expect("EHLO client.test") // seed 001: capabilities queried again
+		p.Expect("EHLO client.test") // the security context: capabilities queried again
 		p.Send(ehloTLS)
 		p.Expect("AUTH PLAIN ")
 		p.Send("235 2.7.0 ok\r\n")
@@ -156,7 +156,7 @@ func TestSecurityContextRules(t *testing.T) {
 		greet(p, "250-mx.test\r\n250 AUTH PLAIN\r\n")
 		p.Expect("AUTH PLAIN")
 		p.Send("235 ok\r\n")
-		p.Expect("AUTH PLAIN") // seed 001: two drivers, two attempts
+		p.Expect("AUTH PLAIN") // the security context: two drivers, two attempts
 		p.Send("503 5.5.1 already authenticated\r\n")
 		p.Expect("QUIT")
 		p.Send("221 bye\r\n")

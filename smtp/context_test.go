@@ -13,9 +13,9 @@ import (
 	"github.com/mailsec/mailsec/security"
 )
 
-// recorder is a driver of the caller's own (seed 000 lets applications add
-// drivers) that logs each step, so the order seed 001 prescribes can be
-// read off a real session. It is supported when the server offers the AUTH
+// recorder is a driver of the caller's own (Uniface lets applications add
+// drivers) that logs each step, so the order the security context
+// prescribes can be read off a real session. It is supported when the server offers the AUTH
 // mechanism named need, as the capabilities stand when it is verified.
 type recorder struct {
 	name, need string

@@ -6,10 +6,10 @@ import (
 	"github.com/mailsec/mailsec"
 )
 
-// LoginProxy is seed 002's SMTPProxyInfo: an SMTP proxy that relays the
-// session to a server it picks from the login name. The seed names the
+// LoginProxy is CSMail/SSL's SMTPProxyInfo (docs/requirements.md): an SMTP proxy that relays the
+// session to a server it picks from the login name. CSMail names the
 // handler but not its wire convention; mailsec uses the one of the POP3
-// proxies seed 002 pairs it with, which routing SMTP proxies (nginx's
+// proxies CSMail pairs it with, which routing SMTP proxies (nginx's
 // mail proxy with an auth service, for one) can follow:
 //
 //   - the client connects to Addr, not to the server given to Dial, and

@@ -6,7 +6,7 @@ import (
 )
 
 // SendMail is the one call an application sending notification mail needs
-// (seed 003): connect to addr with the secure defaults (implicit TLS on 465,
+// (docs/requirements.md, notification mail): connect to addr with the secure defaults (implicit TLS on 465,
 // mandatory STARTTLS elsewhere, verified certificates), authenticate when
 // opts carries credentials, send one message and QUIT.
 func SendMail(ctx context.Context, addr string, opts *Options, from string, to []string, msg io.Reader) (*Result, error) {

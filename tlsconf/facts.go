@@ -13,7 +13,7 @@ import (
 	"github.com/mailsec/mailsec"
 )
 
-// Facts is what a TLS connection negotiated: seed 002's output attributes
+// Facts is what a TLS connection negotiated: CSMail/SSL's output attributes
 // (SSLConnectionProtocolOut, SSLConnectionCipherOut, SSLExchange) for modern
 // TLS, plus the peer's chain.
 type Facts struct {

@@ -1,4 +1,4 @@
-// Package tlsconf turns seed 002's SSLInfo into Go: Options in (what to
+// Package tlsconf turns CSMail/SSL's SSLInfo (docs/requirements.md) into Go: Options in (what to
 // verify, which CA, client certificate, versions and suites) and Facts out
 // (what was negotiated and whom we talked to). Verification is on unless the
 // caller turns it off by name.
@@ -24,13 +24,13 @@ type Options struct {
 	// sent as SNI; empty means the host part of the address dialled.
 	ServerName string
 	// NoServerNameCheck skips matching the certificate to the host name
-	// (seed 002 SSLNoServerNameCheck; seed 000 verify_server_name=0). The
+	// (CSMail/SSL's SSLNoServerNameCheck; Uniface's verify_server_name=0). The
 	// chain is still verified.
 	NoServerNameCheck bool
 	// NoServerCertificateValidation skips chain verification entirely
 	// (SSLNoServerCertificateValidation; verify_server=0). Pins still apply.
 	NoServerCertificateValidation bool
-	// CAFile is a PEM bundle of trusted roots (seed 000 ca_certificate);
+	// CAFile is a PEM bundle of trusted roots (Uniface's ca_certificate);
 	// empty means the system roots.
 	CAFile string
 	// RootCAs, when set, is used instead of CAFile and the system roots.
@@ -49,7 +49,7 @@ type Options struct {
 	// certificate; when set the leaf must match one of them.
 	Pins []string
 	// Revocation says which certificates of the verified chain are checked
-	// for revocation and how strictly; the zero value is seed 002's
+	// for revocation and how strictly; the zero value is CSMail/SSL's
 	// default. Nothing is checked when chain verification is off.
 	Revocation Revocation
 	// Observe, when set, sees the peer's certificates before they are

@@ -20,10 +20,10 @@ import (
 type RevocationMode uint8
 
 const (
-	// RevocationChain checks every certificate of the chain: seed 002's
+	// RevocationChain checks every certificate of the chain: CSMail/SSL's
 	// SSLRevocationCheckAll, its default.
 	RevocationChain RevocationMode = iota
-	// RevocationLeaf checks only the server's own certificate: seed 002's
+	// RevocationLeaf checks only the server's own certificate: CSMail/SSL's
 	// SSLRevocationCheckEnd.
 	RevocationLeaf
 	// RevocationOff checks nothing.
@@ -43,8 +43,8 @@ func ParseRevocationMode(s string) (RevocationMode, error) {
 	return 0, mailsec.Errorf(mailsec.Config, "tls options", nil, "unknown revocation mode %q (off, leaf, chain)", s)
 }
 
-// Revocation are seed 002's revocation options. The zero value is seed
-// 002's default: every certificate of the chain, root included, is checked;
+// Revocation are CSMail/SSL's revocation options (docs/requirements.md).
+// The zero value is its default: every certificate of the chain, root included, is checked;
 // a revoked one fails the handshake; a status that cannot be had does not.
 type Revocation struct {
 	// Mode picks the certificates checked.
@@ -55,7 +55,7 @@ type Revocation struct {
 	ExcludeRoot bool
 	// FailNoInfo fails the handshake when no source gives a usable status
 	// for a certificate: none is named, the responder does not know it, or
-	// its answer is stale or badly signed. It is seed 002's
+	// its answer is stale or badly signed. It is CSMail/SSL's
 	// SSLRevocationIgnoreNRC turned around, so that the zero value keeps
 	// that option's default (ignore).
 	FailNoInfo bool
@@ -89,10 +89,10 @@ type RevocationStatus string
 const (
 	StatusGood    RevocationStatus = "good"
 	StatusRevoked RevocationStatus = "revoked"
-	// StatusNoInfo: no source gave a usable answer (seed 002's "NRC").
+	// StatusNoInfo: no source gave a usable answer (CSMail/SSL's "NRC").
 	StatusNoInfo RevocationStatus = "no-info"
 	// StatusOffline: a named source could not be reached and no other
-	// source answered (seed 002's "RO").
+	// source answered (CSMail/SSL's "RO").
 	StatusOffline RevocationStatus = "offline"
 	// StatusNotChecked: the options leave this certificate out.
 	StatusNotChecked RevocationStatus = "not-checked"
