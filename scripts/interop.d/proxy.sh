@@ -217,7 +217,7 @@ t_px_env_flag_wins() {
 }
 check proxy-flag-beats-environment t_px_env_flag_wins
 
-# Failures, each with its seed 002 code and sysexits code.
+# Failures, each with its CSMail/SSL code and sysexits code.
 t_px_fail_badpw() { MAILSEC_PROXY_PASSWORD=wrong-$PX_PASS t_px_fail "$@"; }
 check proxy-socks5-wrong-password t_px_fail_badpw ProxyAuthFailed 77 "$SMTP_SUBMISSION_PORT" --proxy "$S5A"
 check proxy-socks5-no-credentials t_px_fail ProxyAuthRequired 77 "$SMTP_SUBMISSION_PORT" --proxy socks5://127.0.0.1:13081
