@@ -123,7 +123,7 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 	}
 	mo := &smtp.MailOptions{Size: size, RequireTLS: requireTLS}
 	if eightBit {
-		mo.Body = "8BITMIME"
+		mo.Body = smtp.Body8BitMIME
 	}
 	r, err := c.Send(ctx, from, rcpts, msg, mo)
 	if r != nil {
