@@ -22,9 +22,10 @@ import (
 
 // composeSpec is a message built from flags instead of read from stdin.
 type composeSpec struct {
-	from, subject, body string
-	to                  []string
-	attach              []string
+	from          nameAddr
+	subject, body string
+	to            []nameAddr
+	attach        []string
 }
 
 // compose writes an RFC 5322 message with a text part and the attachments
@@ -69,12 +70,16 @@ func writeComposed(w io.Writer, s composeSpec) error {
 	id := make([]byte, 12)
 	rand.Read(id)
 	domain := "localhost"
-	if at := strings.LastIndexByte(s.from, '@'); at >= 0 {
-		domain = s.from[at+1:]
+	if at := strings.LastIndexByte(s.from.addr, '@'); at >= 0 {
+		domain = s.from.addr[at+1:]
+	}
+	to := make([]string, len(s.to))
+	for i, m := range s.to {
+		to[i] = m.header()
 	}
 	h := [][2]string{
-		{"From", s.from},
-		{"To", strings.Join(s.to, ", ")},
+		{"From", s.from.header()},
+		{"To", strings.Join(to, ", ")},
 		{"Subject", mime.QEncoding.Encode("utf-8", s.subject)},
 		{"Date", time.Now().Format(time.RFC1123Z)},
 		{"Message-ID", "<" + hex.EncodeToString(id) + "@" + domain + ">"},
@@ -217,7 +222,7 @@ func stripBcc(w io.Writer, msg io.Reader) ([]string, error) {
 				return mailsec.Errorf(mailsec.Data, "-t", err, "cannot parse the %s header", strings.TrimSpace(name))
 			}
 			for _, a := range list {
-				rcpts = append(rcpts, a.Address)
+				rcpts = append(rcpts, addrSpec(a))
 			}
 		}
 		return nil

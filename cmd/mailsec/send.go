@@ -42,7 +42,6 @@ func sendCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res := &sendResult{}
 			err := func() error {
-				rcpts := append(append([]string(nil), to...), args...)
 				if err := cf.resolve(); err != nil {
 					return err
 				}
@@ -52,6 +51,15 @@ func sendCmd() *cobra.Command {
 				if from == "" {
 					return usageError{fmt.Errorf("--from is required (or \"from\" in the account)")}
 				}
+				sender, err := parseMailbox("--from", from)
+				if err != nil {
+					return err
+				}
+				toBoxes, err := parseMailboxes("--to", append(append([]string(nil), to...), args...))
+				if err != nil {
+					return err
+				}
+				rcpts := addrs(toBoxes)
 				fl := cmd.Flags()
 				composing := fl.Changed("subject") || fl.Changed("body") || fl.Changed("attach")
 				var in io.Reader = os.Stdin
@@ -59,7 +67,7 @@ func sendCmd() *cobra.Command {
 				case composing && fromHdrs:
 					return usageError{fmt.Errorf("-t reads recipients from a message on stdin; it does not go with --subject/--body/--attach")}
 				case composing:
-					cs.from, cs.to = from, rcpts
+					cs.from, cs.to = sender, toBoxes
 					f, err := compose(cs)
 					if err != nil {
 						return err
@@ -78,7 +86,7 @@ func sendCmd() *cobra.Command {
 					return usageError{fmt.Errorf("no recipients: give --to ADDR or recipients as arguments")}
 				}
 				res.Server = cf.server
-				return runSend(cmd.Context(), &cf, from, rcpts, check, requireTLS, in, res)
+				return runSend(cmd.Context(), &cf, sender.addr, rcpts, check, requireTLS, in, res)
 			}()
 			res.OK = err == nil
 			res.Error = toJSONError(err)
@@ -89,8 +97,8 @@ func sendCmd() *cobra.Command {
 		},
 	}
 	cf.register(cmd.Flags(), "587")
-	cmd.Flags().StringVar(&from, "from", "", "envelope sender")
-	cmd.Flags().StringArrayVar(&to, "to", nil, "envelope recipient; repeatable")
+	cmd.Flags().StringVar(&from, "from", "", "sender: alice@example.com, <alice@example.com> or 'Alice <alice@example.com>' (the name goes into a composed From header)")
+	cmd.Flags().StringArrayVar(&to, "to", nil, "recipient, in the forms --from takes; repeatable")
 	cmd.Flags().BoolVar(&check, "check", false, "connect, secure and authenticate, then stop without sending")
 	cmd.Flags().BoolVar(&requireTLS, "require-tls", false, "ask every server on the way to deliver only over verified TLS (REQUIRETLS, RFC 8689), or bounce")
 	cmd.Flags().BoolVarP(&fromHdrs, "read-recipients", "t", false, "add the To, Cc and Bcc addresses of the message as recipients and drop its Bcc header")
