@@ -22,11 +22,14 @@ type headerEdit struct {
 	// from is written as the From field when the message has none; the
 	// zero value writes none.
 	from nameAddr
+	// readRcpts collects the addresses of To, Cc and Bcc (sendmail's -t).
+	readRcpts bool
 }
 
 // headerFacts is what send learns from the header of a message it reads.
 type headerFacts struct {
-	// rcpts are the addresses of the To, Cc and Bcc fields (for -t).
+	// rcpts are the addresses of the To, Cc and Bcc fields, with
+	// headerEdit.readRcpts.
 	rcpts []string
 	// from is the value of the From field, "" when there is none.
 	from string
@@ -67,6 +70,17 @@ func parseHeaderField(s string) (headerField, error) {
 	return headerField{name: name, value: value}, nil
 }
 
+// fromField is the sender a From field names, for a message that is all
+// send has to go by (git send-email, PHP's mail()). net/mail reads the
+// field first, comments and encoded words included; what it cannot read
+// (an IPv6 address literal) is taken as typed.
+func fromField(value string) (nameAddr, error) {
+	if a, err := mail.ParseAddress(value); err == nil {
+		value = addrSpec(a)
+	}
+	return parseMailbox("From field", value)
+}
+
 // parseHeaderFields checks every --header value.
 func parseHeaderFields(list []string) ([]headerField, error) {
 	out := make([]headerField, 0, len(list))
@@ -94,7 +108,7 @@ func editMessage(msg io.Reader, e headerEdit) (headerFacts, *os.File, error) {
 // headerRecipients reads To, Cc and Bcc from the message header (sendmail's
 // -t) and returns the addresses and the message without its Bcc fields.
 func headerRecipients(msg io.Reader) ([]string, *os.File, error) {
-	facts, f, err := editMessage(msg, headerEdit{})
+	facts, f, err := editMessage(msg, headerEdit{readRcpts: true})
 	return facts.rcpts, f, err
 }
 
@@ -130,17 +144,16 @@ func editHeader(w io.Writer, msg io.Reader, e headerEdit) (headerFacts, error) {
 			return nil
 		}
 		value = strings.TrimSpace(value)
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case "from":
+		key := strings.ToLower(strings.TrimSpace(name))
+		if key == "from" {
 			hasFrom, facts.from = true, value
 		}
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case "cc":
-			if len(e.cc) > 0 {
-				ccs = append(ccs, value)
-			}
-			fallthrough
-		case "to", "bcc":
+		if key == "cc" && len(e.cc) > 0 {
+			ccs = append(ccs, value)
+		}
+		// Only -t parses the address fields: cron writes "To: root", which
+		// is no address but must not stop the message.
+		if e.readRcpts && (key == "to" || key == "cc" || key == "bcc") {
 			list, err := mail.ParseAddressList(value)
 			if err != nil {
 				return mailsec.Errorf(mailsec.Data, "read message", err, "cannot parse the %s header", strings.TrimSpace(name))

@@ -317,3 +317,19 @@ func TestSendWithoutServerNamesTheConfigFile(t *testing.T) {
 		t.Errorf("exit %d, %q; want %d, %q", code, errText, exitUsage, want)
 	}
 }
+
+// Without -t the address fields are not parsed: cron's "To: root" is no
+// address and must not stop the message. The sender then comes from a
+// From field with a comment, as cron writes it.
+func TestSendmailCronHeader(t *testing.T) {
+	s := startSink(t)
+	msg := "From: cron@example.test (Cron Daemon)\r\nTo: root\r\nSubject: job\r\n\r\nout\r\n"
+	code, errText := runSendStdin(t, msg, sinkArgs(s, "-i", "root@example.test")...)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errText)
+	}
+	env, _, got := s.last(t)
+	if env.From != "cron@example.test" || got != msg {
+		t.Errorf("envelope from %q, stored %q", env.From, got)
+	}
+}

@@ -113,7 +113,7 @@ func (s *sendSpec) plan(acctFrom string, args []string, composing bool, stdin io
 			return nil, err
 		}
 	default:
-		edit := headerEdit{fields: fields, cc: cc, from: sender}
+		edit := headerEdit{fields: fields, cc: cc, from: sender, readRcpts: s.readRcpts}
 		facts, f, err := editMessage(stdin, edit)
 		if err != nil {
 			return nil, err
@@ -125,7 +125,7 @@ func (s *sendSpec) plan(acctFrom string, args []string, composing bool, stdin io
 		if sender.addr == "" && facts.from != "" {
 			// git send-email and PHP's mail() give the sender in the
 			// message's From field only.
-			if sender, err = parseMailbox("From field", facts.from); err != nil {
+			if sender, err = fromField(facts.from); err != nil {
 				f.Close()
 				return nil, err
 			}
