@@ -126,20 +126,26 @@ func sinkArgs(s *sink, args ...string) []string {
 	return append([]string{"--server", s.addr, "--ca-file", s.caFile, "--tls-server-name", "localhost"}, args...)
 }
 
+// sendToSink runs send with msg on stdin and args against a fresh sink,
+// fails the test unless it exits 0, and returns what the sink stored.
+func sendToSink(t *testing.T, msg string, args ...string) (env *smtpd.Envelope, received, stored string) {
+	t.Helper()
+	s := startSink(t)
+	if code, errText := runSendStdin(t, msg, sinkArgs(s, args...)...); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errText)
+	}
+	return s.last(t)
+}
+
 // The sendmail flags as git send-email and cron use them, and mailsec's
 // own: -f, -F, -i, -oi, -B, --cc, --bcc, --header and --helo, checked in
 // the envelope and in the bytes the server stored.
 func TestSendmailFlags(t *testing.T) {
-	s := startSink(t)
 	msg := "To: bob@example.test\nSubject: original\nBcc: hidden@example.test\n\nbody\n.\nmore\n"
-	code, errText := runSendStdin(t, msg, sinkArgs(s, "-f", "alice@example.test", "-FAlice Liddell", "-oi", "-i",
+	env, received, got := sendToSink(t, msg, "-f", "alice@example.test", "-FAlice Liddell", "-oi", "-i",
 		"-oem", "-B8BITMIME", "--cc", "Carol <carol@example.test>", "--bcc", "dave@example.test",
 		"--header", "X-Trace: 42", "--header", "subject: replaced", "--helo", "client.example.test",
-		"bob@example.test")...)
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, errText)
-	}
-	env, received, got := s.last(t)
+		"bob@example.test")
 	if env.From != "alice@example.test" || !reflect.DeepEqual(env.To, []string{"bob@example.test", "carol@example.test", "dave@example.test"}) {
 		t.Errorf("envelope from %q to %q", env.From, env.To)
 	}
@@ -159,14 +165,9 @@ func TestSendmailFlags(t *testing.T) {
 // sendmail -t -i as PHP's mail() runs it: recipients from To, Cc and Bcc,
 // the sender from the From field, the Bcc field gone, nothing else changed.
 func TestSendmailReadRecipients(t *testing.T) {
-	s := startSink(t)
 	msg := "From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nCc: \"Carol C\" <carol@example.test>\r\n" +
 		"Bcc: dave@example.test,\r\n erin@example.test\r\nSubject: hi\r\n\r\nBcc: body@example.test\r\n"
-	code, errText := runSendStdin(t, msg, sinkArgs(s, "-t", "-i")...)
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, errText)
-	}
-	env, _, got := s.last(t)
+	env, _, got := sendToSink(t, msg, "-t", "-i")
 	wantTo := []string{"bob@example.test", "carol@example.test", "dave@example.test", "erin@example.test"}
 	if env.From != "alice@example.test" || !reflect.DeepEqual(env.To, wantTo) {
 		t.Errorf("envelope from %q to %q", env.From, env.To)
@@ -180,13 +181,8 @@ func TestSendmailReadRecipients(t *testing.T) {
 
 // --cc on a message that has a Cc field merges into it, one field.
 func TestSendCcMergesIntoMessage(t *testing.T) {
-	s := startSink(t)
 	msg := "From: a@example.test\r\nCc: b@example.test,\r\n c@example.test\r\n\r\nx\r\n"
-	code, errText := runSendStdin(t, msg, sinkArgs(s, "--cc", "d@example.test")...)
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, errText)
-	}
-	env, _, got := s.last(t)
+	env, _, got := sendToSink(t, msg, "--cc", "d@example.test")
 	if !reflect.DeepEqual(env.To, []string{"d@example.test"}) {
 		t.Errorf("envelope to %q", env.To)
 	}
@@ -197,13 +193,8 @@ func TestSendCcMergesIntoMessage(t *testing.T) {
 
 // The DSN flags reach the server's envelope as RFC 3461 writes them.
 func TestSendDSNFlags(t *testing.T) {
-	s := startSink(t)
-	code, errText := runSendStdin(t, "From: a@example.test\r\n\r\nx\r\n", sinkArgs(s,
-		"-N", "success, failure", "--dsn-return", "hdrs", "--envid", "q+1 2", "b@example.test", "c@example.test")...)
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, errText)
-	}
-	env, _, _ := s.last(t)
+	env, _, _ := sendToSink(t, "From: a@example.test\r\n\r\nx\r\n",
+		"-N", "success, failure", "--dsn-return", "hdrs", "--envid", "q+1 2", "b@example.test", "c@example.test")
 	if env.Ret != "HDRS" || env.EnvID != "q+2B1+202" {
 		t.Errorf("RET %q ENVID %q", env.Ret, env.EnvID)
 	}
@@ -322,13 +313,8 @@ func TestSendWithoutServerNamesTheConfigFile(t *testing.T) {
 // address and must not stop the message. The sender then comes from a
 // From field with a comment, as cron writes it.
 func TestSendmailCronHeader(t *testing.T) {
-	s := startSink(t)
 	msg := "From: cron@example.test (Cron Daemon)\r\nTo: root\r\nSubject: job\r\n\r\nout\r\n"
-	code, errText := runSendStdin(t, msg, sinkArgs(s, "-i", "root@example.test")...)
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, errText)
-	}
-	env, _, got := s.last(t)
+	env, _, got := sendToSink(t, msg, "-i", "root@example.test")
 	if env.From != "cron@example.test" || got != msg {
 		t.Errorf("envelope from %q, stored %q", env.From, got)
 	}
