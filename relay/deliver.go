@@ -304,7 +304,7 @@ func (r *Relay) transact(ctx context.Context, e *queue.Entry, s *session, idx []
 	}
 	mo := &smtp.MailOptions{Size: e.Size, AllowPartial: true, RequireTLS: e.RequireTLS}
 	if e.Body == "8BITMIME" {
-		mo.Body = "8BITMIME"
+		mo.Body = smtp.Body8BitMIME
 	}
 	res, err := s.c.Send(ctx, e.From, to, body, mo)
 	out := make(map[int]result, len(idx))

@@ -15,6 +15,8 @@ import (
 const maxPath = 256
 
 // checkAddress validates a mailbox before it goes into MAIL FROM or RCPT TO.
+// A refused character is shown quoted and escaped (' ', '\r'), so that a
+// space or a control character reads in the message instead of vanishing.
 // Anything that could end or extend the command line (CR, LF, NUL, angle
 // brackets, spaces outside a quoted local part) is refused, so that an
 // address taken from user input can never inject a command. It reports
@@ -50,7 +52,7 @@ func checkAddress(addr string, nullOK bool) (utf8Needed bool, err error) {
 	for i, r := range local {
 		switch {
 		case r < 0x20 || r == 0x7f:
-			return false, bad("control character")
+			return false, bad(fmt.Sprintf("control character %q", r))
 		case r >= 0x80:
 			utf8Needed = true
 		case quoted && (r == '<' || r == '>'):
@@ -63,7 +65,7 @@ func checkAddress(addr string, nullOK bool) (utf8Needed bool, err error) {
 				return false, bad("unescaped quote in quoted local part")
 			}
 		case strings.ContainsRune(" <>()[],;:\\\"@", r):
-			return false, bad("character " + string(r) + " not allowed in an unquoted local part")
+			return false, bad(fmt.Sprintf("character %q not allowed in an unquoted local part", r))
 		}
 	}
 	if !quoted && (strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..")) {
@@ -90,7 +92,7 @@ func checkAddress(addr string, nullOK bool) (utf8Needed bool, err error) {
 				utf8Needed = true
 			case r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z':
 			default:
-				return false, bad("character " + string(r) + " not allowed in a domain")
+				return false, bad(fmt.Sprintf("character %q not allowed in a domain", r))
 			}
 		}
 	}

@@ -93,7 +93,7 @@ func TestStartTLSThenAuthThenSend(t *testing.T) {
 		t.Fatal("no TLS")
 	}
 	res, err := c.Send(context.Background(), "a@b.test", []string{"c@d.test"},
-		strings.NewReader("Subject: x\n\n.dot\nbare\rlf"), &MailOptions{Body: "8BITMIME"})
+		strings.NewReader("Subject: x\n\n.dot\nbare\rlf"), &MailOptions{Body: Body8BitMIME})
 	if err != nil {
 		t.Fatal(err)
 	}

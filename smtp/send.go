@@ -16,15 +16,20 @@ type MailOptions struct {
 	// Size is the message size in octets when known (RFC 1870): a message
 	// over the server's limit is refused before anything is sent.
 	Size int64
-	// Body is "8BITMIME" for a message with 8-bit octets (RFC 6152), or
-	// "" for none. It is sent only when the server offers 8BITMIME.
-	Body string
-	// Ret and EnvID are the DSN parameters of MAIL (RFC 3461 section 4):
-	// Ret is "FULL" or "HDRS".
-	Ret, EnvID string
-	// Notify is the DSN NOTIFY list for every recipient ("NEVER", or some
-	// of "SUCCESS", "FAILURE", "DELAY").
-	Notify []string
+	// Body is Body8BitMIME for a message with 8-bit octets (RFC 6152);
+	// such a message is refused before anything is sent when the server
+	// does not offer 8BITMIME.
+	Body BodyType
+	// Ret and EnvID are the DSN parameters of MAIL FROM (RFC 3461
+	// section 4.3 and 4.4); EnvID is printable US-ASCII, at most 100
+	// characters once xtext-encoded.
+	Ret   DSNReturn
+	EnvID string
+	// Notify is the DSN NOTIFY set for every recipient (RFC 3461
+	// section 4.1). Any DSN parameter with a server that does not offer
+	// DSN is refused before anything is sent, rather than dropped: the
+	// caller asked for notices that would never come.
+	Notify Notify
 	// AllowPartial delivers to the recipients the server accepted when
 	// others were refused. By default one refusal aborts the transaction,
 	// so that no recipient receives a message that others did not.
@@ -203,13 +208,11 @@ func (c *Client) envelope(from string, to []string, o *MailOptions) ([]string, e
 		}
 		mail += " SIZE=" + strconv.FormatInt(o.Size, 10)
 	}
-	if o.Body != "" {
-		if _, ok := c.ext["8BITMIME"]; !ok {
-			return nil, mailsec.Errorf(mailsec.Unsupported, "MAIL FROM", nil,
-				"the message has 8-bit content and the server does not offer 8BITMIME (RFC 6152); encode it as quoted-printable or base64")
-		}
-		mail += " BODY=" + strings.ToUpper(o.Body)
+	body, err := o.bodyParam(c.ext)
+	if err != nil {
+		return nil, err
 	}
+	mail += body
 	if needUTF8 {
 		if _, ok := c.ext["SMTPUTF8"]; !ok {
 			return nil, mailsec.Errorf(mailsec.Unsupported, "MAIL FROM", nil,
@@ -228,33 +231,11 @@ func (c *Client) envelope(from string, to []string, o *MailOptions) ([]string, e
 		}
 		mail += " REQUIRETLS"
 	}
-	_, dsn := c.ext["DSN"]
-	if o.Ret != "" || o.EnvID != "" || len(o.Notify) > 0 {
-		if !dsn {
-			return nil, mailsec.Errorf(mailsec.Unsupported, "MAIL FROM", nil, "DSN parameters given but the server does not offer DSN (RFC 3461)")
-		}
+	dsnMail, notify, err := o.dsnParams(c.ext)
+	if err != nil {
+		return nil, err
 	}
-	if o.Ret != "" {
-		ret := strings.ToUpper(o.Ret)
-		if ret != "FULL" && ret != "HDRS" {
-			return nil, mailsec.Errorf(mailsec.Config, "MAIL FROM", nil, "RET must be FULL or HDRS, not %q", o.Ret)
-		}
-		mail += " RET=" + ret
-	}
-	if o.EnvID != "" {
-		mail += " ENVID=" + xtext(o.EnvID)
-	}
-	notify := ""
-	if len(o.Notify) > 0 {
-		for _, n := range o.Notify {
-			switch strings.ToUpper(n) {
-			case "NEVER", "SUCCESS", "FAILURE", "DELAY":
-			default:
-				return nil, mailsec.Errorf(mailsec.Config, "RCPT TO", nil, "NOTIFY value %q is not NEVER, SUCCESS, FAILURE or DELAY", n)
-			}
-		}
-		notify = " NOTIFY=" + strings.ToUpper(strings.Join(o.Notify, ","))
-	}
+	mail += dsnMail
 	cmds := []string{mail}
 	for _, t := range to {
 		cmds = append(cmds, "RCPT TO:<"+t+">"+notify)

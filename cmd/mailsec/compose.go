@@ -10,10 +10,10 @@ import (
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
-	"net/mail"
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,9 +22,13 @@ import (
 
 // composeSpec is a message built from flags instead of read from stdin.
 type composeSpec struct {
-	from, subject, body string
-	to                  []string
-	attach              []string
+	from          nameAddr
+	subject, body string
+	to, cc        []nameAddr
+	attach        []string
+	// fields are the --header fields, replacing the composed fields of
+	// the same name.
+	fields []headerField
 }
 
 // compose writes an RFC 5322 message with a text part and the attachments
@@ -69,19 +73,26 @@ func writeComposed(w io.Writer, s composeSpec) error {
 	id := make([]byte, 12)
 	rand.Read(id)
 	domain := "localhost"
-	if at := strings.LastIndexByte(s.from, '@'); at >= 0 {
-		domain = s.from[at+1:]
+	if at := strings.LastIndexByte(s.from.addr, '@'); at >= 0 {
+		domain = s.from.addr[at+1:]
 	}
-	h := [][2]string{
-		{"From", s.from},
-		{"To", strings.Join(s.to, ", ")},
+	h := [][2]string{{"From", s.from.header()}, {"To", headerList(s.to)}}
+	if len(s.cc) > 0 {
+		h = append(h, [2]string{"Cc", headerList(s.cc)})
+	}
+	h = append(h, [][2]string{
 		{"Subject", mime.QEncoding.Encode("utf-8", s.subject)},
 		{"Date", time.Now().Format(time.RFC1123Z)},
 		{"Message-ID", "<" + hex.EncodeToString(id) + "@" + domain + ">"},
 		{"MIME-Version", "1.0"},
-	}
+	}...)
 	for _, kv := range h {
-		fmt.Fprintf(bw, "%s: %s\r\n", kv[0], kv[1])
+		if !slices.ContainsFunc(s.fields, func(f headerField) bool { return strings.EqualFold(f.name, kv[0]) }) {
+			fmt.Fprintf(bw, "%s: %s\r\n", kv[0], kv[1])
+		}
+	}
+	for _, f := range s.fields {
+		fmt.Fprintf(bw, "%s: %s\r\n", f.name, f.value)
 	}
 	text := func(pw io.Writer) error {
 		qp := quotedprintable.NewWriter(pw)
@@ -118,6 +129,15 @@ func writeComposed(w io.Writer, s composeSpec) error {
 		return mailsec.Errorf(mailsec.Data, "compose", err, "cannot build the message")
 	}
 	return flushErr(bw)
+}
+
+// headerList writes addresses as an address-list field's value.
+func headerList(ms []nameAddr) string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.header()
+	}
+	return strings.Join(out, ", ")
 }
 
 // attach streams one file as a base64 part.
@@ -179,84 +199,4 @@ func flushErr(bw *bufio.Writer) error {
 		return mailsec.Errorf(mailsec.Data, "compose", err, "cannot write the message")
 	}
 	return nil
-}
-
-// headerRecipients reads To, Cc and Bcc from the message header (sendmail's
-// -t) and returns the addresses and the message without its Bcc fields, so
-// that blind copies stay blind.
-func headerRecipients(msg io.Reader) ([]string, *os.File, error) {
-	var rcpts []string
-	out, err := tempMessage("-t", "mailsec-t-*", func(f *os.File) (err error) {
-		rcpts, err = stripBcc(f, msg)
-		return err
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return rcpts, out, nil
-}
-
-// stripBcc copies msg to w without its Bcc fields and returns the
-// addresses of its To, Cc and Bcc fields.
-func stripBcc(w io.Writer, msg io.Reader) ([]string, error) {
-	br := bufio.NewReader(msg)
-	bw := bufio.NewWriter(w)
-	var rcpts []string
-	var field strings.Builder
-	inBcc := false
-	flush := func() error {
-		name, value, ok := strings.Cut(field.String(), ":")
-		field.Reset()
-		if !ok {
-			return nil
-		}
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case "to", "cc", "bcc":
-			list, err := mail.ParseAddressList(strings.TrimSpace(value))
-			if err != nil {
-				return mailsec.Errorf(mailsec.Data, "-t", err, "cannot parse the %s header", strings.TrimSpace(name))
-			}
-			for _, a := range list {
-				rcpts = append(rcpts, a.Address)
-			}
-		}
-		return nil
-	}
-	for {
-		line, err := br.ReadString('\n')
-		if line == "" && err != nil {
-			break
-		}
-		trimmed := strings.TrimRight(line, "\r\n")
-		if trimmed == "" {
-			if ferr := flush(); ferr != nil {
-				return nil, ferr
-			}
-			bw.WriteString(line)
-			break
-		}
-		if line[0] != ' ' && line[0] != '\t' {
-			if ferr := flush(); ferr != nil {
-				return nil, ferr
-			}
-			inBcc = strings.HasPrefix(strings.ToLower(trimmed), "bcc:")
-		}
-		field.WriteString(trimmed)
-		if !inBcc {
-			bw.WriteString(line)
-		}
-		if err != nil {
-			if ferr := flush(); ferr != nil {
-				return nil, ferr
-			}
-			break
-		}
-	}
-	if _, err := io.Copy(bw, br); err != nil {
-		return nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot read the message")
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, mailsec.Errorf(mailsec.Data, "-t", err, "cannot write the message")
-	}
-	return rcpts, nil
 }

@@ -35,7 +35,7 @@ func TestComposeParsesBack(t *testing.T) {
 	att := filepath.Join(dir, "data.bin")
 	payload := bytes.Repeat([]byte{0, 1, 2, 0xff}, 5000)
 	os.WriteFile(att, payload, 0o600)
-	f, err := compose(composeSpec{from: "a@x.test", to: []string{"b@x.test"}, subject: "Grüße", body: "hé\nline", attach: []string{att}})
+	f, err := compose(composeSpec{from: nameAddr{addr: "a@x.test"}, to: []nameAddr{{addr: "b@x.test"}}, subject: "Grüße", body: "hé\nline", attach: []string{att}})
 	if err != nil {
 		t.Fatal(err)
 	}

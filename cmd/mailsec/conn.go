@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/account"
 	"github.com/mailsec/mailsec/dial"
 	"github.com/mailsec/mailsec/sasl"
 	"github.com/mailsec/mailsec/security"
@@ -140,7 +141,7 @@ func (f *connFlags) address(defaultPort string) (string, string, error) {
 		return "", "", err
 	}
 	if f.server == "" {
-		return "", "", usageError{fmt.Errorf("--server HOST[:PORT] is required")}
+		return "", "", usageError{fmt.Errorf("--server HOST[:PORT] is required, or a default account in %s", strings.Join(account.Paths(), ", "))}
 	}
 	host, port, err := net.SplitHostPort(f.server)
 	if err != nil {

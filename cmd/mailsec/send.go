@@ -29,56 +29,38 @@ type sendResult struct {
 func sendCmd() *cobra.Command {
 	var (
 		cf         connFlags
-		from       string
-		to         []string
+		spec       sendSpec
 		check      bool
 		requireTLS bool
-		fromHdrs   bool
-		cs         composeSpec
 	)
 	cmd := &cobra.Command{
 		Use:   "send --server HOST:PORT --from ADDR [--to ADDR]... [RCPT...] < message",
-		Short: "Send one RFC 5322 message read from stdin",
+		Short: "Send one RFC 5322 message read from stdin (also as sendmail: -t, -i, -f, -F)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res := &sendResult{}
 			err := func() error {
-				rcpts := append(append([]string(nil), to...), args...)
 				if err := cf.resolve(); err != nil {
 					return err
 				}
-				if from == "" {
-					from = cf.acctFrom
-				}
-				if from == "" {
-					return usageError{fmt.Errorf("--from is required (or \"from\" in the account)")}
+				if cmd.Flags().Changed("helo") {
+					if err := checkHelo(spec.helo); err != nil {
+						return err
+					}
+					cf.localName = spec.helo
 				}
 				fl := cmd.Flags()
 				composing := fl.Changed("subject") || fl.Changed("body") || fl.Changed("attach")
-				var in io.Reader = os.Stdin
-				switch {
-				case composing && fromHdrs:
-					return usageError{fmt.Errorf("-t reads recipients from a message on stdin; it does not go with --subject/--body/--attach")}
-				case composing:
-					cs.from, cs.to = from, rcpts
-					f, err := compose(cs)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					in = f
-				case fromHdrs:
-					hdr, f, err := headerRecipients(os.Stdin)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					rcpts, in = append(rcpts, hdr...), f
+				p, err := spec.plan(cf.acctFrom, args, composing, os.Stdin)
+				if err != nil {
+					return err
 				}
-				if len(rcpts) == 0 && !check {
+				defer p.msg.Close()
+				if len(p.rcpts) == 0 && !check {
 					return usageError{fmt.Errorf("no recipients: give --to ADDR or recipients as arguments")}
 				}
 				res.Server = cf.server
-				return runSend(cmd.Context(), &cf, from, rcpts, check, requireTLS, in, res)
+				p.opts.RequireTLS = requireTLS
+				return runSend(cmd.Context(), &cf, p.from, p.rcpts, check, p.opts, p.msg, res)
 			}()
 			res.OK = err == nil
 			res.Error = toJSONError(err)
@@ -89,18 +71,15 @@ func sendCmd() *cobra.Command {
 		},
 	}
 	cf.register(cmd.Flags(), "587")
-	cmd.Flags().StringVar(&from, "from", "", "envelope sender")
-	cmd.Flags().StringArrayVar(&to, "to", nil, "envelope recipient; repeatable")
+	spec.register(cmd.Flags())
 	cmd.Flags().BoolVar(&check, "check", false, "connect, secure and authenticate, then stop without sending")
 	cmd.Flags().BoolVar(&requireTLS, "require-tls", false, "ask every server on the way to deliver only over verified TLS (REQUIRETLS, RFC 8689), or bounce")
-	cmd.Flags().BoolVarP(&fromHdrs, "read-recipients", "t", false, "add the To, Cc and Bcc addresses of the message as recipients and drop its Bcc header")
-	cmd.Flags().StringVar(&cs.subject, "subject", "", "compose a message with this subject instead of reading stdin")
-	cmd.Flags().StringVar(&cs.body, "body", "", "text of the composed message")
-	cmd.Flags().StringArrayVar(&cs.attach, "attach", nil, "file to attach to the composed message; repeatable")
 	return cmd
 }
 
-func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, check, requireTLS bool, in io.Reader, res *sendResult) error {
+// runSend sends the message in on the account's server; mo holds the
+// transaction's options but for Size and Body, which the message gives.
+func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, check bool, mo smtp.MailOptions, in io.Reader, res *sendResult) error {
 	co, err := cf.common(ctx, "587", true)
 	if err != nil {
 		return err
@@ -121,11 +100,11 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 		res.Checked = true
 		return c.Quit(ctx)
 	}
-	mo := &smtp.MailOptions{Size: size, RequireTLS: requireTLS}
+	mo.Size = size
 	if eightBit {
-		mo.Body = "8BITMIME"
+		mo.Body = smtp.Body8BitMIME
 	}
-	r, err := c.Send(ctx, from, rcpts, msg, mo)
+	r, err := c.Send(ctx, from, rcpts, msg, &mo)
 	if r != nil {
 		res.Recipients, res.Reply, res.Bytes = r.Recipients, r.Reply, r.Bytes
 	}

@@ -132,6 +132,30 @@ t_msmtp() {
 check serve-msmtp-scram-sha-256 t_msmtp scram-sha-256 utf8
 check serve-msmtp-plain-dots t_msmtp plain dots
 
+# t_sendmail_t: PHP's mail() as it runs its sendmail_path, "sendmail -t -i",
+# through the binary under the name sendmail, which takes its server and
+# credentials from the default account of $XDG_CONFIG_HOME/mailsec/config.
+# The recipients come from To and Bcc; the Bcc field must not arrive.
+t_sendmail_t() {
+  local bin=$SV_DIR/bin/sendmail cfg=$SV_DIR/xdg/mailsec f
+  mkdir -p "$SV_DIR/bin" "$cfg"
+  ln -sf "$BIN" "$bin"
+  printf '%s' "$SV_ALICE_PASS" >"$SV_DIR/alice.pw"
+  chmod 600 "$SV_DIR/alice.pw"
+  printf '%s\n' "account default" "host $SV_HOST" "port $SV_SUB" "tls on" "tls_trust_file $SV_CA" \
+    "tls_starttls on" "auth plain" "user alice" "passwordeval \"cat $SV_DIR/alice.pw\"" >"$cfg/config"
+  chmod 600 "$cfg/config"
+  sv_msg dots || return 1
+  sed -i -e "s/^To: .*/To: Alice <alice@$SV_DOMAIN>/" -e "s/^From: .*/From: Alice <alice@$SV_DOMAIN>/" "$SV_MSG"
+  sed "/^To: /a Bcc: bob@$SV_DOMAIN" "$SV_MSG" >"$SV_MSG.in"
+  XDG_CONFIG_HOME=$SV_DIR/xdg HOME=$SV_DIR timeout 60 "$bin" -t -i <"$SV_MSG.in" >"$LOGS/$CHECK.sendmail" 2>&1 ||
+    why "sendmail -t -i failed: $(tail -n 2 "$LOGS/$CHECK.sendmail" | tr '\n' ' ')" || return 1
+  sv_arrived alice || return 1
+  f=$(sv_file bob "$SV_ID") || why "the Bcc recipient bob got nothing" || return 1
+  if sed '/^\r$/q' "$f" | grep -qi '^Bcc:'; then why "the Bcc field arrived at bob"; fi
+}
+check serve-sendmail-t-i t_sendmail_t
+
 t_curl_smtp() {
   local url=$1
   sv_msg dots || return 1
