@@ -111,7 +111,7 @@ func validUID(s string) bool {
 // at least one argument. A message number listed twice is refused: each
 // line describes a distinct message (RFC 1939 sections 5 and 7).
 func (c *Client) listing(ctx context.Context, op string, each func(num int, args []string) error) error {
-	rep, err := c.cmd(ctx, op, op)
+	rep, err := c.cmdMulti(ctx, op, op)
 	if err != nil {
 		return err
 	}
@@ -162,14 +162,14 @@ func (c *Client) Top(ctx context.Context, num, lines int) (*Body, error) {
 }
 
 func (c *Client) download(ctx context.Context, op, line string) (*Body, error) {
-	rep, err := c.cmd(ctx, op, line)
+	rep, err := c.cmdMulti(ctx, op, line)
 	if err != nil {
 		return nil, err
 	}
 	if !rep.OK {
 		return nil, rep.err(op)
 	}
-	return c.openBody(ctx), nil
+	return c.openBody(ctx, op), nil
 }
 
 // Dele marks message num deleted (DELE); the server deletes it only when

@@ -379,10 +379,15 @@ func (c *Client) exchange(ctx context.Context, op, line, shown string) (*Reply, 
 	return wire.Exchange(ctx, c.wire, op, line, shown, c.read)
 }
 
+// read reads the reply to one command; surplus octets behind the last
+// awaited reply break the session (see wire.Session.Answered).
 func (c *Client) read(op string) (*Reply, error) {
 	rep, err := readReply(c.wire.R, func(l string) { c.wire.Trace(false, l) })
 	if err != nil {
 		return nil, wire.Reading(err, op)
+	}
+	if err := c.wire.Answered(op); err != nil {
+		return nil, err
 	}
 	return rep, nil
 }

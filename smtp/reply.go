@@ -30,8 +30,8 @@ func (r *Reply) err(op string, code mailsec.Code) error {
 
 // readReply reads one possibly multi-line reply (RFC 5321 section 4.2.1):
 // every line carries the same three-digit code, "-" after it on all lines
-// but the last. Lines may end in a bare LF, which some servers send; the
-// client is lenient in what it reads but strict in what it writes.
+// but the last. Every line ends in CRLF (see wire.ReadLine): a bare LF
+// must not split one reply into two.
 func readReply(r *bufio.Reader, raw func(line string)) (*Reply, error) {
 	rep := &Reply{}
 	for n := 0; ; n++ {

@@ -61,11 +61,14 @@ type Session struct {
 
 	cfg    Config
 	tlslog *slog.Logger
+	// pending counts the replies awaited: the greeting, then one per
+	// command sent (see Answered).
+	pending int
 }
 
 // New starts a session on conn.
 func New(conn net.Conn, cfg Config) *Session {
-	s := &Session{cfg: cfg,
+	s := &Session{cfg: cfg, pending: 1,
 		Log:    mailsec.Logger(cfg.Logger, mailsec.FacilityProtocol),
 		tlslog: mailsec.Logger(cfg.Logger, mailsec.FacilityTLS)}
 	s.setIO(conn)
@@ -141,8 +144,16 @@ func (s *Session) Close() error {
 }
 
 // Send buffers one command line; shown is what the transcript records, so
-// that secrets never reach it.
+// that secrets never reach it. A command sent while no reply is awaited is
+// refused when the server has sent something meanwhile (see Answered):
+// that would be read as the command's answer.
 func (s *Session) Send(op, line, shown string) error {
+	if s.pending == 0 {
+		if err := s.unsolicited(op); err != nil {
+			return err
+		}
+	}
+	s.pending++
 	s.Trace(true, shown)
 	if _, err := s.W.WriteString(line + "\r\n"); err != nil {
 		return mailsec.NetError(op, mailsec.SocketTx, err)
