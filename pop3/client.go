@@ -262,12 +262,12 @@ func (c *Client) simpleShown(ctx context.Context, op, line, shown string) error 
 }
 
 // cmd sends one command line (none when line is empty) and reads the status.
-func (c *Client) cmd(ctx context.Context, op, line string) (*Reply, error) {
+func (c *Client) cmd(ctx context.Context, op, line string) (*statusLine, error) {
 	return c.exchange(ctx, op, line, line, single)
 }
 
 // cmdMulti is cmd for a command whose +OK opens a multi-line response.
-func (c *Client) cmdMulti(ctx context.Context, op, line string) (*Reply, error) {
+func (c *Client) cmdMulti(ctx context.Context, op, line string) (*statusLine, error) {
 	return c.exchange(ctx, op, line, line, multiLine)
 }
 
@@ -277,14 +277,14 @@ func (c *Client) cmdMulti(ctx context.Context, op, line string) (*Reply, error) 
 // and servers (UIDs, user names), so such a line is refused, and the
 // session ended, rather than let one smuggle a second command. kind says
 // what the response is made of.
-func (c *Client) exchange(ctx context.Context, op, line, shown string, kind response) (*Reply, error) {
+func (c *Client) exchange(ctx context.Context, op, line, shown string, kind response) (*statusLine, error) {
 	if err := c.usable(); err != nil {
 		return nil, err
 	}
 	if strings.ContainsAny(line, "\r\n") {
 		return nil, c.wire.Fail(ctx, mailsec.Errorf(mailsec.Data, op, nil, "command argument contains CR or LF"))
 	}
-	return wire.Exchange(ctx, c.wire, op, line, shown, func(op string) (*Reply, error) { return c.status(op, kind) })
+	return wire.Exchange(ctx, c.wire, op, line, shown, func(op string) (*statusLine, error) { return c.status(op, kind) })
 }
 
 // usable refuses a command while the session is broken or a message body
@@ -319,7 +319,7 @@ const (
 // status reads one status line of a response of the given kind; surplus
 // octets behind the last awaited response break the session (see
 // wire.Session.Answered).
-func (c *Client) status(op string, kind response) (*Reply, error) {
+func (c *Client) status(op string, kind response) (*statusLine, error) {
 	line, err := wire.ReadLine(c.wire.R, maxLine)
 	if err != nil {
 		return nil, wire.Reading(err, op)

@@ -92,8 +92,8 @@ type Client struct {
 	opts     Options
 	ext      map[string]string // EHLO keywords, upper case, to their parameters
 	esmtp    bool
-	greet    *Reply
-	hello    *Reply
+	greet    *mailsec.Reply
+	hello    *mailsec.Reply
 	sc       *security.Context
 	chunkBuf []byte
 	copyBuf  []byte
@@ -152,7 +152,7 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 		return greetingHint(err, mode)
 	}
 	if rep.Code != 220 {
-		return rep.err("greeting", mailsec.SMTPServer)
+		return replyErr(rep, "greeting", mailsec.SMTPServer)
 	}
 	c.greet = rep
 	if err := c.ehlo(ctx); err != nil {
@@ -223,14 +223,14 @@ func (c *Client) ehlo(ctx context.Context) error {
 		return nil
 	}
 	if rep.Code != 500 && rep.Code != 502 && rep.Code != 504 {
-		return rep.err("EHLO", mailsec.SMTPServer)
+		return replyErr(rep, "EHLO", mailsec.SMTPServer)
 	}
 	rep, err = c.cmd(ctx, "HELO", "HELO "+name)
 	if err != nil {
 		return err
 	}
 	if rep.Code != 250 {
-		return rep.err("HELO", mailsec.SMTPServer)
+		return replyErr(rep, "HELO", mailsec.SMTPServer)
 	}
 	c.esmtp = false
 	c.hello = rep
@@ -362,26 +362,26 @@ func (c *Client) simple(ctx context.Context, op, line string, want int) error {
 		return err
 	}
 	if rep.Code != want {
-		return rep.err(op, mailsec.SMTPServer)
+		return replyErr(rep, op, mailsec.SMTPServer)
 	}
 	return nil
 }
 
 // cmd sends one command line (none when line is empty) and reads the reply.
-func (c *Client) cmd(ctx context.Context, op, line string) (*Reply, error) {
+func (c *Client) cmd(ctx context.Context, op, line string) (*mailsec.Reply, error) {
 	return c.exchange(ctx, op, line, line)
 }
 
 // exchange sends line, recording shown in the transcript instead, and reads
 // the reply. An empty shown sends nothing (the greeting); an empty line with
 // a non-empty shown is sent, as the empty SASL response SCRAM ends with.
-func (c *Client) exchange(ctx context.Context, op, line, shown string) (*Reply, error) {
+func (c *Client) exchange(ctx context.Context, op, line, shown string) (*mailsec.Reply, error) {
 	return wire.Exchange(ctx, c.wire, op, line, shown, c.read)
 }
 
 // read reads the reply to one command; surplus octets behind the last
 // awaited reply break the session (see wire.Session.Answered).
-func (c *Client) read(op string) (*Reply, error) {
+func (c *Client) read(op string) (*mailsec.Reply, error) {
 	rep, err := readReply(c.wire.R, func(l string) { c.wire.Trace(false, l) })
 	if err != nil {
 		return nil, wire.Reading(err, op)

@@ -16,24 +16,17 @@ const (
 	maxReplyLines = 256
 )
 
-// Reply is one parsed server reply.
-type Reply struct {
-	Code     int
-	Enhanced string   // RFC 3463 class.subject.detail, when the server sent one
-	Lines    []string // text of each line, without code and enhanced code
-}
-
-// err turns a reply into the *mailsec.Error of op.
-func (r *Reply) err(op string, code mailsec.Code) error {
-	return &mailsec.Error{Code: code, Op: op, Reply: &mailsec.Reply{Code: r.Code, Enhanced: r.Enhanced, Lines: r.Lines}}
+// replyErr turns a reply into the *mailsec.Error of op.
+func replyErr(r *mailsec.Reply, op string, code mailsec.Code) error {
+	return &mailsec.Error{Code: code, Op: op, Reply: r}
 }
 
 // readReply reads one possibly multi-line reply (RFC 5321 section 4.2.1):
 // every line carries the same three-digit code, "-" after it on all lines
 // but the last. Every line ends in CRLF (see wire.ReadLine): a bare LF
 // must not split one reply into two.
-func readReply(r *bufio.Reader, raw func(line string)) (*Reply, error) {
-	rep := &Reply{}
+func readReply(r *bufio.Reader, raw func(line string)) (*mailsec.Reply, error) {
+	rep := &mailsec.Reply{}
 	for n := 0; ; n++ {
 		if n == maxReplyLines {
 			return nil, mailsec.Errorf(mailsec.Protocol, "read reply", nil, "reply has more than %d lines", maxReplyLines)
