@@ -130,12 +130,16 @@ func ParseCode(s string) (Code, bool) {
 
 // Reply is a server's answer as the Error carries it: the SMTP reply code or
 // 0 for POP3, the RFC 3463 enhanced status code when the server gave one,
-// the RFC 3206 response code for POP3, and the text lines.
+// the RFC 3206 response code for POP3, the text lines, and how they were
+// received.
 type Reply struct {
 	Code     int      `json:"code,omitempty"`
 	Enhanced string   `json:"enhanced,omitempty"`
 	RespCode string   `json:"resp_code,omitempty"`
 	Lines    []string `json:"lines,omitempty"`
+	// Channel says whether the text came inside a verified TLS session;
+	// the clients set it from the session at the time of the reply.
+	Channel Channel `json:"channel,omitempty"`
 }
 
 // Text joins the reply's lines with spaces.
@@ -164,6 +168,8 @@ type Error struct {
 }
 
 // Error renders "op: detail: server reply: cause" leaving out the empty parts.
+// A reply not received inside a verified TLS session carries its
+// Channel's mark, so that forged text is never shown as the server's.
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Op != "" {
@@ -190,6 +196,9 @@ func (e *Error) Error() string {
 			b.WriteString("[" + e.Reply.RespCode + "] ")
 		}
 		b.WriteString(e.Reply.Text())
+		if m := e.Reply.Channel.Mark(); m != "" {
+			b.WriteString(" " + m)
+		}
 	}
 	if e.Err != nil {
 		b.WriteString(": ")

@@ -88,8 +88,10 @@ type Options struct {
 	// transcript is logged at mailsec.LevelTrace with credentials redacted.
 	Logger *slog.Logger
 	// Transcript, when set, receives a swaks-style transcript: "->" and "<-"
-	// in plain text, "~>" and "<~" under TLS. Credentials are redacted and
-	// message content is summarised, not copied.
+	// in plain text, "~>" and "<~" under TLS; a plain-text server line
+	// reads "<- (unverified) ...", since anyone on the path could have
+	// written it. Credentials are redacted and message content is
+	// summarised, not copied.
 	Transcript io.Writer
 }
 
@@ -329,6 +331,7 @@ func (c *Client) status(op string, kind response) (*statusLine, error) {
 	if err != nil {
 		return nil, wire.Reading(err, op)
 	}
+	rep.channel = c.wire.Channel()
 	if rep.Continue && kind != challenge {
 		return nil, mailsec.Errorf(mailsec.Protocol, op, nil, "the server sent a SASL challenge %q, which answers only AUTH (RFC 5034 section 4)", wire.Clip(line))
 	}

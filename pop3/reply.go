@@ -27,6 +27,8 @@ type statusLine struct {
 	RespCode string
 	// Text is the rest of the line, without the response code.
 	Text string
+	// channel is how the line was received, for the error that shows it.
+	channel mailsec.Channel
 }
 
 // err turns a -ERR reply into the POPServer error of op, keeping the text
@@ -34,7 +36,7 @@ type statusLine struct {
 // a locked maildrop.
 func (r *statusLine) err(op string) error {
 	return &mailsec.Error{Code: mailsec.POPServer, Op: op,
-		Reply: &mailsec.Reply{RespCode: r.RespCode, Lines: []string{r.Text}}}
+		Reply: &mailsec.Reply{RespCode: r.RespCode, Lines: []string{r.Text}, Channel: r.channel}}
 }
 
 // parseReply reads a status line. RFC 1939 section 3 makes the indicators

@@ -76,7 +76,9 @@ type Options struct {
 	// transcript is logged at mailsec.LevelTrace with credentials redacted.
 	Logger *slog.Logger
 	// Transcript, when set, receives a swaks-style transcript: "->" and "<-"
-	// in plain text, "~>" and "<~" under TLS. Credentials are redacted.
+	// in plain text, "~>" and "<~" under TLS; a plain-text server line
+	// reads "<- (unverified) ...", since anyone on the path could have
+	// written it. Credentials are redacted.
 	Transcript io.Writer
 	// AllowLongLines lets message lines exceed the 998 octets of RFC 5321
 	// section 4.5.3.1.6; by default such a message is refused before the
@@ -379,13 +381,15 @@ func (c *Client) exchange(ctx context.Context, op, line, shown string) (*mailsec
 	return wire.Exchange(ctx, c.wire, op, line, shown, c.read)
 }
 
-// read reads the reply to one command; surplus octets behind the last
-// awaited reply break the session (see wire.Session.Answered).
+// read reads the reply to one command and records how it was received;
+// surplus octets behind the last awaited reply break the session (see
+// wire.Session.Answered).
 func (c *Client) read(op string) (*mailsec.Reply, error) {
 	rep, err := readReply(c.wire.R, func(l string) { c.wire.Trace(false, l) })
 	if err != nil {
 		return nil, wire.Reading(err, op)
 	}
+	rep.Channel = c.wire.Channel()
 	if err := c.wire.Answered(op); err != nil {
 		return nil, err
 	}

@@ -194,6 +194,10 @@ func Exchange[R any](ctx context.Context, s *Session, op, line, shown string, re
 	return rep, nil
 }
 
+// cleartextMark is the transcript's compact form of
+// mailsec.ChannelCleartext's mark.
+const cleartextMark = "(unverified)"
+
 // Reading names the command a reply belongs to: the protocol readers
 // report their errors as of "read reply", which says less than the command
 // that was waiting for it.
@@ -206,7 +210,9 @@ func Reading(err error, op string) error {
 
 // Trace records one line of the transcript with swaks's arrows: "->" and
 // "<-" in plain text, "~>" and "<~" under TLS, so a reader sees at a glance
-// what crossed the network unencrypted.
+// what crossed the network unencrypted. A server line in plain text also
+// carries cleartextMark before its text, where no padding can push it out
+// of sight: anyone on the path could have written it.
 func (s *Session) Trace(out bool, line string) {
 	arrow := "<-"
 	if out {
@@ -216,9 +222,13 @@ func (s *Session) Trace(out bool, line string) {
 		arrow = map[bool]string{true: "~>", false: "<~"}[out]
 	}
 	if s.cfg.Transcript != nil {
+		mark := ""
+		if arrow == "<-" {
+			mark = cleartextMark + " "
+		}
 		// The line is the server's (or echoes it): it must not drive the
 		// terminal the transcript goes to.
-		fmt.Fprintf(s.cfg.Transcript, "%s %s\n", arrow, mailsec.Printable(line))
+		fmt.Fprintf(s.cfg.Transcript, "%s %s%s\n", arrow, mark, mailsec.Printable(line))
 	}
 	s.Log.Log(context.Background(), mailsec.LevelTrace, line, "dir", arrow)
 }
