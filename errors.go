@@ -165,11 +165,16 @@ type Error struct {
 	Detail string // a sentence for humans; may be empty
 	Reply  *Reply // the server's reply when the server refused
 	Err    error  // the underlying error (OS, TLS, x509), if any
+	// Channel says how the server text that Detail quotes (a malformed
+	// line, say) was received: the zero value when Detail quotes none or
+	// it came inside a verified TLS session. Error marks the rest.
+	Channel Channel
 }
 
 // Error renders "op: detail: server reply: cause" leaving out the empty parts.
-// A reply not received inside a verified TLS session carries its
-// Channel's mark, so that forged text is never shown as the server's.
+// A reply, or server text quoted in the detail, not received inside a
+// verified TLS session carries its Channel's mark, so that forged text is
+// never shown as the server's.
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Op != "" {
@@ -179,6 +184,9 @@ func (e *Error) Error() string {
 	switch {
 	case e.Detail != "":
 		b.WriteString(e.Detail)
+		if m := e.Channel.Mark(); m != "" {
+			b.WriteString(" " + m)
+		}
 	default:
 		b.WriteString(e.Code.Error())
 	}

@@ -57,3 +57,27 @@ func TestVerifiedTLSErrUnmarked(t *testing.T) {
 		t.Errorf("transcript changed the -ERR under TLS:\n%s", tr.String())
 	}
 }
+
+// A malformed STAT answer quoted in the error is server text too.
+func TestQuotedServerTextMarked(t *testing.T) {
+	addr := scripted(t, false, func(s *wiretest.Peer) {
+		s.Send("+OK ready\r\n")
+		capa(s, "USER")
+		s.Expect("USER carol")
+		s.Send("+OK\r\n")
+		s.Expect("PASS ")
+		s.Send("+OK\r\n")
+		s.Expect("STAT")
+		s.Send("+OK " + spoof + "\r\n")
+	})
+	c, err := Dial(context.Background(), addr, opts(Options{TLSMode: TLSNone, Auth: carol, Mechanism: "user", AllowPlaintextAuth: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _, err = c.Stat(context.Background())
+	codeIs(t, err, mailsec.Protocol)
+	if msg := err.Error(); !strings.Contains(msg, spoof+`" (unverified server text, received before TLS)`) {
+		t.Errorf("error %q does not mark the quoted answer", msg)
+	}
+}

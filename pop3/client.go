@@ -333,7 +333,7 @@ func (c *Client) status(op string, kind response) (*statusLine, error) {
 	}
 	rep.channel = c.wire.Channel()
 	if rep.Continue && kind != challenge {
-		return nil, mailsec.Errorf(mailsec.Protocol, op, nil, "the server sent a SASL challenge %q, which answers only AUTH (RFC 5034 section 4)", wire.Clip(line))
+		return nil, wire.Quoting(op, "the server sent a SASL challenge %q, which answers only AUTH (RFC 5034 section 4)", wire.Clip(line))
 	}
 	if rep.OK && kind == multiLine {
 		return rep, nil

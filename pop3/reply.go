@@ -55,7 +55,7 @@ func parseReply(line string) (*statusLine, error) {
 		rep.Text = strings.TrimPrefix(line[1:], " ")
 		return &rep, nil
 	default:
-		return nil, mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed status line %q", wire.Clip(line))
+		return nil, wire.Quoting("read reply", "malformed status line %q", wire.Clip(line))
 	}
 	rep.RespCode, rep.Text = splitRespCode(rest)
 	return &rep, nil

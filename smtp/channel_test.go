@@ -124,3 +124,41 @@ func TestUnverifiedTLSReplyMarked(t *testing.T) {
 		})
 	}
 }
+
+// A malformed line quoted in the error is server text too.
+func TestQuotedServerTextMarked(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		implicit bool
+		line     string
+		mark     bool
+	}{
+		{"malformed line before TLS", false, "XYZ " + spoof + "\r\n", true},
+		{"another protocol's greeting before TLS", false, "+OK " + spoof + "\r\n", true},
+		{"bare LF before TLS", false, "220 " + spoof + "\n", true},
+		{"malformed line under verified TLS", true, "XYZ " + spoof + "\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+				if tc.implicit {
+					p.StartTLS()
+				}
+				p.Send(tc.line)
+			})
+			o := Options{TLSMode: TLSNone}
+			if tc.implicit {
+				o.TLSMode = TLSImplicit
+			}
+			_, err := Dial(context.Background(), addr, clientOpts(o))
+			codeIs(t, err, mailsec.Protocol)
+			<-done
+			msg := err.Error()
+			if !strings.Contains(msg, "+1-555-0100") {
+				t.Fatalf("error %q does not quote the line", msg)
+			}
+			if marked := strings.Contains(msg, "(unverified server text, received before TLS)"); marked != tc.mark {
+				t.Errorf("error %q: marked %v, want %v", msg, marked, tc.mark)
+			}
+		})
+	}
+}

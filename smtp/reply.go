@@ -60,7 +60,7 @@ func readReply(r *bufio.Reader, raw func(line string)) (*mailsec.Reply, error) {
 func parseReplyLine(line string) (code int, more bool, text string, err error) {
 	if len(line) < 3 || !isDigit(line[0]) || !isDigit(line[1]) || !isDigit(line[2]) ||
 		line[0] < '2' || line[0] > '5' {
-		return 0, false, "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed reply line %q", wire.Clip(line))
+		return 0, false, "", wire.Quoting("read reply", "malformed reply line %q", wire.Clip(line))
 	}
 	code = int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0')
 	switch {
@@ -71,7 +71,7 @@ func parseReplyLine(line string) (code int, more bool, text string, err error) {
 	case line[3] == '-':
 		return code, true, line[4:], nil
 	}
-	return 0, false, "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed reply line %q", wire.Clip(line))
+	return 0, false, "", wire.Quoting("read reply", "malformed reply line %q", wire.Clip(line))
 }
 
 // splitEnhanced removes an RFC 3463 enhanced status code from the start of

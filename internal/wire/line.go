@@ -38,14 +38,23 @@ func ReadLine(r *bufio.Reader, max int) (string, error) {
 func crlfLine(line []byte) (string, error) {
 	text, ok := bytes.CutSuffix(line, []byte("\r\n"))
 	if !ok {
-		return "", mailsec.Errorf(mailsec.Protocol, "read reply", nil,
+		return "", Quoting("read reply",
 			"reply line %q ends in a bare LF; a line ends only at CRLF (RFC 5321 section 2.3.8)", Clip(string(line)))
 	}
 	if bytes.IndexByte(text, '\r') >= 0 {
-		return "", mailsec.Errorf(mailsec.Protocol, "read reply", nil,
+		return "", Quoting("read reply",
 			"reply line %q holds a bare CR; a line ends only at CRLF (RFC 5321 section 2.3.8)", Clip(string(line)))
 	}
 	return string(text), nil
+}
+
+// Quoting builds the Protocol error of op whose detail quotes text the
+// server sent (through Clip). It is marked as received in clear text, the
+// cautious reading, until Session.Fail records how it really came.
+func Quoting(op, format string, args ...any) *mailsec.Error {
+	e := mailsec.Errorf(mailsec.Protocol, op, nil, format, args...)
+	e.Channel = mailsec.ChannelCleartext
+	return e
 }
 
 // Clip shortens hostile text for an error message and keeps it valid UTF-8.

@@ -107,10 +107,14 @@ func (s *Session) Interrupt(ctx context.Context) func() {
 }
 
 // Fail marks the session broken after a transport or protocol error and
-// closes the connection. When the caller's context ended the exchange, the
+// closes the connection. An error quoting server text (see Quoting) gets
+// the session's Channel. When the caller's context ended the exchange, the
 // error says so (Canceled or Timeout) instead of showing the I/O error the
 // forced deadline caused.
 func (s *Session) Fail(ctx context.Context, err error) error {
+	if me, ok := err.(*mailsec.Error); ok && me.Channel != mailsec.ChannelVerified {
+		me.Channel = s.Channel()
+	}
 	if ctx.Err() != nil {
 		code := mailsec.Canceled
 		if ctx.Err() == context.DeadlineExceeded {
