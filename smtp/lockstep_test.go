@@ -202,3 +202,32 @@ func TestUnsolicitedSASLReplies(t *testing.T) {
 		})
 	}
 }
+
+// A multi-line reply is one reply only with the same code on every line
+// and a last line without "-" (RFC 5321 section 4.2.1): one whose code
+// changes, or whose last line never comes, is not taken for a reply.
+func TestBrokenMultilineReply(t *testing.T) {
+	for _, tc := range []struct {
+		name, ehlo string
+		code       mailsec.Code
+	}{
+		{"code changes", "250-mx.test\r\n550 5.7.1 no\r\n", mailsec.Protocol},
+		{"code changes to a continuation", "250-mx.test\r\n354-go\r\n250 ok\r\n", mailsec.Protocol},
+		{"last line missing, connection closed", "250-mx.test\r\n250-PIPELINING\r\n", mailsec.SocketRx},
+		{"last line missing, server waits", "250-mx.test\r\n250-PIPELINING\r\n", mailsec.Timeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, rest := wiretest.ScriptedRest(t, func(p *wiretest.Peer) {
+				p.Send("220 mx.test\r\n")
+				p.Expect("EHLO")
+				p.Send(tc.ehlo)
+				if tc.code == mailsec.SocketRx {
+					p.Conn.Close()
+				}
+			})
+			_, err := Dial(context.Background(), addr, clientOpts(Options{TLSMode: TLSNone, CommandTimeout: 300 * time.Millisecond}))
+			codeIs(t, err, tc.code)
+			wiretest.NeverGot(t, rest(), "MAIL", "HELO", "QUIT")
+		})
+	}
+}
