@@ -231,3 +231,32 @@ func TestBrokenMultilineReply(t *testing.T) {
 		})
 	}
 }
+
+// In a batch the next envelope is in flight behind the end of data, so a
+// second reply to the dot is read as MAIL's: the replies of that group are
+// then one too many, and the second message's content never goes out.
+func TestUnsolicitedReplyInBatch(t *testing.T) {
+	addr, rest := wiretest.ScriptedRest(t, func(p *wiretest.Peer) {
+		greet(p, "250-mx.test\r\n250 PIPELINING\r\n")
+		p.Expect("MAIL FROM")
+		p.Expect("RCPT")
+		p.Expect("DATA")
+		p.Send("250 ok\r\n250 ok\r\n354 go\r\n")
+		readData(p)
+		p.Expect("MAIL FROM")
+		p.Expect("RCPT")
+		p.Expect("DATA")
+		p.Send("250 2.0.0 queued\r\n250 2.0.0 queued again\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+	})
+	c := dialPlain(t, addr)
+	defer c.Close()
+	out := c.SendBatch(context.Background(), []Message{
+		{From: "s@x.test", To: []string{"a@x.test"}, Body: strings.NewReader("one\n")},
+		{From: "s@x.test", To: []string{"a@x.test"}, Body: strings.NewReader("two\n")},
+	})
+	if out[0].Err != nil {
+		t.Fatalf("message 1: %v", out[0].Err)
+	}
+	codeIs(t, out[1].Err, mailsec.Protocol)
+	wiretest.NeverGot(t, rest(), "two", ".")
+}
