@@ -130,12 +130,16 @@ func ParseCode(s string) (Code, bool) {
 
 // Reply is a server's answer as the Error carries it: the SMTP reply code or
 // 0 for POP3, the RFC 3463 enhanced status code when the server gave one,
-// the RFC 3206 response code for POP3, and the text lines.
+// the RFC 3206 response code for POP3, the text lines, and how they were
+// received.
 type Reply struct {
 	Code     int      `json:"code,omitempty"`
 	Enhanced string   `json:"enhanced,omitempty"`
 	RespCode string   `json:"resp_code,omitempty"`
 	Lines    []string `json:"lines,omitempty"`
+	// Channel says whether the text came inside a verified TLS session;
+	// the clients set it from the session at the time of the reply.
+	Channel Channel `json:"channel,omitempty"`
 }
 
 // Text joins the reply's lines with spaces.
@@ -161,9 +165,16 @@ type Error struct {
 	Detail string // a sentence for humans; may be empty
 	Reply  *Reply // the server's reply when the server refused
 	Err    error  // the underlying error (OS, TLS, x509), if any
+	// Channel says how the server text that Detail quotes (a malformed
+	// line, say) was received: the zero value when Detail quotes none or
+	// it came inside a verified TLS session. Error marks the rest.
+	Channel Channel
 }
 
 // Error renders "op: detail: server reply: cause" leaving out the empty parts.
+// A reply, or server text quoted in the detail, not received inside a
+// verified TLS session carries its Channel's mark, so that forged text is
+// never shown as the server's.
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Op != "" {
@@ -173,6 +184,9 @@ func (e *Error) Error() string {
 	switch {
 	case e.Detail != "":
 		b.WriteString(e.Detail)
+		if m := e.Channel.Mark(); m != "" {
+			b.WriteString(" " + m)
+		}
 	default:
 		b.WriteString(e.Code.Error())
 	}
@@ -190,6 +204,9 @@ func (e *Error) Error() string {
 			b.WriteString("[" + e.Reply.RespCode + "] ")
 		}
 		b.WriteString(e.Reply.Text())
+		if m := e.Reply.Channel.Mark(); m != "" {
+			b.WriteString(" " + m)
+		}
 	}
 	if e.Err != nil {
 		b.WriteString(": ")

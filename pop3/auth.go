@@ -42,9 +42,9 @@ func (c *Client) Authenticate(ctx context.Context, m sasl.Client) error {
 			pending = enc
 		}
 	}
-	rep, err := c.exchange(ctx, op, line, shown)
+	rep, err := c.exchange(ctx, op, line, shown, challenge)
 	if err == nil && pending != "" && rep.Continue {
-		rep, err = c.exchange(ctx, op, pending, redacted)
+		rep, err = c.exchange(ctx, op, pending, redacted, challenge)
 	}
 	for err == nil && rep.Continue {
 		chal, derr := base64.StdEncoding.DecodeString(rep.Text)
@@ -57,7 +57,7 @@ func (c *Client) Authenticate(ctx context.Context, m sasl.Client) error {
 			c.cancelAuth(ctx, op)
 			return merr
 		}
-		rep, err = c.exchange(ctx, op, base64.StdEncoding.EncodeToString(resp), redacted)
+		rep, err = c.exchange(ctx, op, base64.StdEncoding.EncodeToString(resp), redacted, challenge)
 	}
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func (c *Client) Authenticate(ctx context.Context, m sasl.Client) error {
 // cancelAuth sends "*", which ends the exchange (RFC 5034 section 4); the
 // server's -ERR answer is expected and not an error of its own.
 func (c *Client) cancelAuth(ctx context.Context, op string) {
-	_, _ = c.exchange(ctx, op, "*", "*")
+	_, _ = c.exchange(ctx, op, "*", "*", challenge)
 }
 
 // plainGuard refuses to send a reusable secret without TLS unless the user

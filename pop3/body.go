@@ -10,13 +10,18 @@ import (
 
 // dotReader streams the body of a multi-line response (RETR, TOP) and
 // removes the byte stuffing of RFC 1939 section 3: a line that starts with
-// "." loses that dot, and a line of "." alone ends the body (io.EOF). It
-// copies straight from the bufio.Reader into the caller's buffer, so memory
-// stays flat however large the message is and however long its lines; the
-// line limit of status lines does not apply to message content.
+// "." loses that dot, and a line of "." alone ends the body (io.EOF). Only
+// CRLF ends a line there, so only CRLF "." CRLF ends the body: a "." after
+// a bare LF did not start a line and is data, kept byte for byte, or a
+// message holding "\n.\n" would end early and the rest be read as the
+// next replies. It copies straight from the bufio.Reader into the
+// caller's buffer, so memory stays flat however large the message is and
+// however long its lines; the line limit of status lines does not apply to
+// message content.
 type dotReader struct {
 	r   *bufio.Reader
-	bol bool  // the next octet starts a line
+	bol bool  // the next octet starts a line (it follows CRLF)
+	cr  bool  // the last octet returned was CR
 	n   int64 // octets returned so far
 	err error // sticky: io.EOF after the terminator, or the failure
 }
@@ -59,8 +64,9 @@ func (d *dotReader) Read(p []byte) (int, error) {
 		lim := min(len(b), len(p)-n)
 		if i := bytes.IndexByte(b[:lim], '\n'); i >= 0 {
 			lim = i + 1
-			d.bol = true
+			d.bol = (i > 0 && b[i-1] == '\r') || (i == 0 && d.cr)
 		}
+		d.cr = b[lim-1] == '\r'
 		copy(p[n:], b[:lim])
 		d.r.Discard(lim)
 		n += lim
@@ -73,7 +79,8 @@ func (d *dotReader) Read(p []byte) (int, error) {
 }
 
 // lineStart handles the first octets of a line: it reports the terminator
-// ".CRLF" (or ".LF", which lenient readers accept) and drops a stuffed dot.
+// ".CRLF" and drops a stuffed dot, which is any dot followed by something
+// other than CRLF (RFC 1939 section 3), a bare LF included.
 func (d *dotReader) lineStart() (end bool, err error) {
 	b, err := d.r.Peek(1)
 	if err != nil {
@@ -87,11 +94,7 @@ func (d *dotReader) lineStart() (end bool, err error) {
 	if err != nil {
 		return false, closedMidMessage(err)
 	}
-	switch b[1] {
-	case '\n':
-		d.r.Discard(2)
-		return true, nil
-	case '\r':
+	if b[1] == '\r' {
 		b, err = d.r.Peek(3)
 		if err != nil {
 			return false, closedMidMessage(err)

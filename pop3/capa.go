@@ -33,7 +33,7 @@ func parseCapa(lines []string) map[string][]string {
 // marks it absent, so Caps falls back to what RFC 1939 guarantees.
 func (c *Client) queryCapa(ctx context.Context) error {
 	c.capa, c.capaOK = nil, false
-	rep, err := c.cmd(ctx, "CAPA", "CAPA")
+	rep, err := c.cmdMulti(ctx, "CAPA", "CAPA")
 	if err != nil {
 		return err
 	}

@@ -88,8 +88,10 @@ type Options struct {
 	// transcript is logged at mailsec.LevelTrace with credentials redacted.
 	Logger *slog.Logger
 	// Transcript, when set, receives a swaks-style transcript: "->" and "<-"
-	// in plain text, "~>" and "<~" under TLS. Credentials are redacted and
-	// message content is summarised, not copied.
+	// in plain text, "~>" and "<~" under TLS; a plain-text server line
+	// reads "<- (unverified) ...", since anyone on the path could have
+	// written it. Credentials are redacted and message content is
+	// summarised, not copied.
 	Transcript io.Writer
 }
 
@@ -251,7 +253,7 @@ func (c *Client) simple(ctx context.Context, op, line string) error {
 // simpleShown is simple for a command carrying a secret: the transcript
 // records shown instead of line (PASS, APOP).
 func (c *Client) simpleShown(ctx context.Context, op, line, shown string) error {
-	rep, err := c.exchange(ctx, op, line, shown)
+	rep, err := c.exchange(ctx, op, line, shown, single)
 	if err != nil {
 		return err
 	}
@@ -262,23 +264,29 @@ func (c *Client) simpleShown(ctx context.Context, op, line, shown string) error 
 }
 
 // cmd sends one command line (none when line is empty) and reads the status.
-func (c *Client) cmd(ctx context.Context, op, line string) (*Reply, error) {
-	return c.exchange(ctx, op, line, line)
+func (c *Client) cmd(ctx context.Context, op, line string) (*statusLine, error) {
+	return c.exchange(ctx, op, line, line, single)
+}
+
+// cmdMulti is cmd for a command whose +OK opens a multi-line response.
+func (c *Client) cmdMulti(ctx context.Context, op, line string) (*statusLine, error) {
+	return c.exchange(ctx, op, line, line, multiLine)
 }
 
 // exchange sends line, recording shown in the transcript instead, and reads
 // the status line. An empty shown sends nothing (the greeting). RFC 1939
 // section 3 forbids CR and LF inside a command; arguments come from callers
 // and servers (UIDs, user names), so such a line is refused, and the
-// session ended, rather than let one smuggle a second command.
-func (c *Client) exchange(ctx context.Context, op, line, shown string) (*Reply, error) {
+// session ended, rather than let one smuggle a second command. kind says
+// what the response is made of.
+func (c *Client) exchange(ctx context.Context, op, line, shown string, kind response) (*statusLine, error) {
 	if err := c.usable(); err != nil {
 		return nil, err
 	}
 	if strings.ContainsAny(line, "\r\n") {
 		return nil, c.wire.Fail(ctx, mailsec.Errorf(mailsec.Data, op, nil, "command argument contains CR or LF"))
 	}
-	return wire.Exchange(ctx, c.wire, op, line, shown, c.status)
+	return wire.Exchange(ctx, c.wire, op, line, shown, func(op string) (*statusLine, error) { return c.status(op, kind) })
 }
 
 // usable refuses a command while the session is broken or a message body
@@ -293,17 +301,47 @@ func (c *Client) usable() error {
 	return nil
 }
 
-// status reads one status line.
-func (c *Client) status(op string) (*Reply, error) {
+// response is what a command's response is made of, so that the client
+// knows when it is complete (RFC 1939 section 3: one response per
+// command).
+type response int
+
+const (
+	// single is a status line alone.
+	single response = iota
+	// multiLine is a status line whose +OK opens a multi-line response
+	// (CAPA, LIST, UIDL, RETR, TOP), complete at its terminator.
+	multiLine
+	// challenge is the response to a line of an AUTH exchange: a status
+	// line or a SASL challenge "+ " (RFC 5034 section 4), which only AUTH
+	// may receive.
+	challenge
+)
+
+// status reads one status line of a response of the given kind; surplus
+// octets behind the last awaited response break the session (see
+// wire.Session.Answered).
+func (c *Client) status(op string, kind response) (*statusLine, error) {
 	line, err := wire.ReadLine(c.wire.R, maxLine)
-	if err == nil {
-		c.wire.Trace(false, line)
-		var rep *Reply
-		if rep, err = parseReply(line); err == nil {
-			return rep, nil
-		}
+	if err != nil {
+		return nil, wire.Reading(err, op)
 	}
-	return nil, wire.Reading(err, op)
+	c.wire.Trace(false, line)
+	rep, err := parseReply(line)
+	if err != nil {
+		return nil, wire.Reading(err, op)
+	}
+	rep.channel = c.wire.Channel()
+	if rep.Continue && kind != challenge {
+		return nil, wire.Quoting(op, "the server sent a SASL challenge %q, which answers only AUTH (RFC 5034 section 4)", wire.Clip(line))
+	}
+	if rep.OK && kind == multiLine {
+		return rep, nil
+	}
+	if err := c.wire.Answered(op); err != nil {
+		return nil, err
+	}
+	return rep, nil
 }
 
 // multi reads the lines of a multi-line response under the context.
@@ -314,10 +352,13 @@ func (c *Client) multi(ctx context.Context, op string, max int, each func(string
 		c.wire.Trace(false, l)
 		return each(l)
 	})
+	if err == nil {
+		c.wire.Trace(false, ".")
+		err = c.wire.Answered(op)
+	}
 	if err != nil {
 		return c.wire.Fail(ctx, wire.Reading(err, op))
 	}
-	c.wire.Trace(false, ".")
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/internal/wire"
 )
 
@@ -40,12 +39,12 @@ func (c *Client) Stat(ctx context.Context) (count int, size int64, err error) {
 	// RFC 1939 section 5: "+OK nn mm", possibly followed by more text.
 	f := strings.Fields(rep.Text)
 	if len(f) < 2 {
-		return 0, 0, c.wire.Fail(ctx, mailsec.Errorf(mailsec.Protocol, "STAT", nil, "malformed STAT answer %q", wire.Clip(rep.Text)))
+		return 0, 0, c.wire.Fail(ctx, wire.Quoting("STAT", "malformed STAT answer %q", wire.Clip(rep.Text)))
 	}
 	n, err1 := strconv.Atoi(f[0])
 	s, err2 := strconv.ParseInt(f[1], 10, 64)
 	if err1 != nil || err2 != nil || n < 0 || s < 0 {
-		return 0, 0, c.wire.Fail(ctx, mailsec.Errorf(mailsec.Protocol, "STAT", nil, "malformed STAT answer %q", wire.Clip(rep.Text)))
+		return 0, 0, c.wire.Fail(ctx, wire.Quoting("STAT", "malformed STAT answer %q", wire.Clip(rep.Text)))
 	}
 	return n, s, nil
 }
@@ -57,7 +56,7 @@ func (c *Client) List(ctx context.Context) ([]MsgInfo, error) {
 	err := c.listing(ctx, "LIST", func(num int, args []string) error {
 		size, err := strconv.ParseInt(args[0], 10, 64)
 		if err != nil || size < 0 {
-			return mailsec.Errorf(mailsec.Protocol, "LIST", nil, "malformed message size %q", wire.Clip(args[0]))
+			return wire.Quoting("LIST", "malformed message size %q", wire.Clip(args[0]))
 		}
 		out = append(out, MsgInfo{Num: num, Size: size})
 		return nil
@@ -77,10 +76,10 @@ func (c *Client) Uidl(ctx context.Context) ([]UID, error) {
 		// (and be deleted unread with --delete), so the listing is refused.
 		uid := strings.Join(args, " ")
 		if len(args) != 1 || !validUID(uid) {
-			return mailsec.Errorf(mailsec.Protocol, "UIDL", nil, "invalid unique id %q", wire.Clip(uid))
+			return wire.Quoting("UIDL", "invalid unique id %q", wire.Clip(uid))
 		}
 		if seen[uid] {
-			return mailsec.Errorf(mailsec.Protocol, "UIDL", nil, "unique id %q given to two messages", wire.Clip(uid))
+			return wire.Quoting("UIDL", "unique id %q given to two messages", wire.Clip(uid))
 		}
 		seen[uid] = true
 		out = append(out, UID{Num: num, UID: uid})
@@ -111,7 +110,7 @@ func validUID(s string) bool {
 // at least one argument. A message number listed twice is refused: each
 // line describes a distinct message (RFC 1939 sections 5 and 7).
 func (c *Client) listing(ctx context.Context, op string, each func(num int, args []string) error) error {
-	rep, err := c.cmd(ctx, op, op)
+	rep, err := c.cmdMulti(ctx, op, op)
 	if err != nil {
 		return err
 	}
@@ -130,7 +129,7 @@ func (c *Client) listing(ctx context.Context, op string, each func(num int, args
 			num, _ = strconv.Atoi(f[0])
 		}
 		if num <= 0 || nums[num] {
-			perr = mailsec.Errorf(mailsec.Protocol, op, nil, "malformed %s line %q", op, wire.Clip(l))
+			perr = wire.Quoting(op, "malformed %s line %q", op, wire.Clip(l))
 			return nil
 		}
 		nums[num] = true
@@ -162,14 +161,14 @@ func (c *Client) Top(ctx context.Context, num, lines int) (*Body, error) {
 }
 
 func (c *Client) download(ctx context.Context, op, line string) (*Body, error) {
-	rep, err := c.cmd(ctx, op, line)
+	rep, err := c.cmdMulti(ctx, op, line)
 	if err != nil {
 		return nil, err
 	}
 	if !rep.OK {
 		return nil, rep.err(op)
 	}
-	return c.openBody(ctx), nil
+	return c.openBody(ctx, op), nil
 }
 
 // Dele marks message num deleted (DELE); the server deletes it only when

@@ -11,14 +11,15 @@ import (
 // timeout and by the context the download started with.
 type Body struct {
 	c    *Client
+	op   string // RETR or TOP, for errors
 	ctx  context.Context
 	d    *dotReader
 	stop func()
 	done bool
 }
 
-func (c *Client) openBody(ctx context.Context) *Body {
-	b := &Body{c: c, ctx: ctx, d: newDotReader(c.wire.R)}
+func (c *Client) openBody(ctx context.Context, op string) *Body {
+	b := &Body{c: c, op: op, ctx: ctx, d: newDotReader(c.wire.R)}
 	b.stop = c.wire.Interrupt(ctx)
 	c.body = b
 	return b
@@ -37,6 +38,10 @@ func (b *Body) Read(p []byte) (int, error) {
 		b.finish()
 		b.c.wire.Trace(false, "["+strconv.FormatInt(b.d.n, 10)+" octets of message]")
 		b.c.wire.Trace(false, ".")
+		if aerr := b.c.wire.Answered(b.op); aerr != nil {
+			b.d.err = b.c.wire.Fail(b.ctx, aerr)
+			err = b.d.err
+		}
 	case err != nil:
 		b.finish()
 		b.d.err = b.c.wire.Fail(b.ctx, err)

@@ -26,11 +26,11 @@ func (c *Client) Pipelining() bool {
 // skipped safely) and that error is returned: nothing is deleted, since
 // deletions need a clean QUIT. A body fn leaves unread is drained.
 func (c *Client) RetrEach(ctx context.Context, nums []int, fn func(num int, body io.Reader, err error) error) error {
-	return c.pipeline(ctx, "RETR", nums, func(num int, rep *Reply) error {
+	return c.pipeline(ctx, "RETR", nums, multiLine, func(num int, rep *statusLine) error {
 		if !rep.OK {
 			return fn(num, nil, rep.err("RETR"))
 		}
-		b := c.openBody(ctx)
+		b := c.openBody(ctx, "RETR")
 		if err := fn(num, b, nil); err != nil {
 			b.finish()
 			return err
@@ -44,7 +44,7 @@ func (c *Client) RetrEach(ctx context.Context, nums []int, fn func(num int, body
 // the session stays usable; the deletions happen only on QUIT.
 func (c *Client) DeleEach(ctx context.Context, nums []int) error {
 	var first error
-	err := c.pipeline(ctx, "DELE", nums, func(_ int, rep *Reply) error {
+	err := c.pipeline(ctx, "DELE", nums, single, func(_ int, rep *statusLine) error {
 		if !rep.OK && first == nil {
 			first = rep.err("DELE")
 		}
@@ -57,9 +57,10 @@ func (c *Client) DeleEach(ctx context.Context, nums []int) error {
 }
 
 // pipeline sends "op num" for each num, up to a window ahead of the replies
-// (one at a time without PIPELINING), and hands each status line to each.
+// (one at a time without PIPELINING), and hands each status line to each;
+// kind is what each response is made of.
 // An error from each or from the connection ends the session.
-func (c *Client) pipeline(ctx context.Context, op string, nums []int, each func(num int, rep *Reply) error) error {
+func (c *Client) pipeline(ctx context.Context, op string, nums []int, kind response, each func(num int, rep *statusLine) error) error {
 	if err := c.usable(); err != nil {
 		return err
 	}
@@ -75,7 +76,7 @@ func (c *Client) pipeline(ctx context.Context, op string, nums []int, each func(
 			}
 		}
 		done := c.wire.Guard(ctx, 1)
-		rep, err := c.status(op)
+		rep, err := c.status(op, kind)
 		done()
 		if err != nil {
 			return c.wire.Fail(ctx, err)

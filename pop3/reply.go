@@ -15,9 +15,9 @@ import (
 // 100 KiB line.
 const maxLine = 4096
 
-// Reply is one status line: "+OK text", "-ERR text", or a SASL
+// statusLine is one status line: "+OK text", "-ERR text", or a SASL
 // continuation "+ base64" (RFC 5034 section 4).
-type Reply struct {
+type statusLine struct {
 	// OK is true for "+OK".
 	OK bool
 	// Continue is true for a SASL challenge line ("+ " and base64).
@@ -27,21 +27,23 @@ type Reply struct {
 	RespCode string
 	// Text is the rest of the line, without the response code.
 	Text string
+	// channel is how the line was received, for the error that shows it.
+	channel mailsec.Channel
 }
 
 // err turns a -ERR reply into the POPServer error of op, keeping the text
 // and the response code (RFC 3206) so callers can tell a bad password from
 // a locked maildrop.
-func (r *Reply) err(op string) error {
+func (r *statusLine) err(op string) error {
 	return &mailsec.Error{Code: mailsec.POPServer, Op: op,
-		Reply: &mailsec.Reply{RespCode: r.RespCode, Lines: []string{r.Text}}}
+		Reply: &mailsec.Reply{RespCode: r.RespCode, Lines: []string{r.Text}, Channel: r.channel}}
 }
 
 // parseReply reads a status line. RFC 1939 section 3 makes the indicators
 // "+OK" and "-ERR" upper case, followed by a space or the end of the line;
 // RFC 5034 section 4 adds "+" alone or "+ " for a SASL challenge.
-func parseReply(line string) (*Reply, error) {
-	var rep Reply
+func parseReply(line string) (*statusLine, error) {
+	var rep statusLine
 	var rest string
 	switch {
 	case line == "+OK" || strings.HasPrefix(line, "+OK "):
@@ -53,7 +55,7 @@ func parseReply(line string) (*Reply, error) {
 		rep.Text = strings.TrimPrefix(line[1:], " ")
 		return &rep, nil
 	default:
-		return nil, mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed status line %q", wire.Clip(line))
+		return nil, wire.Quoting("read reply", "malformed status line %q", wire.Clip(line))
 	}
 	rep.RespCode, rep.Text = splitRespCode(rest)
 	return &rep, nil

@@ -9,7 +9,7 @@ import "context"
 // read before TLS survives into the session, and the security context asks
 // CAPA again.
 func (c *Client) StartTLS(ctx context.Context) error {
-	return c.wire.StartTLS(ctx, "STLS", "octets", func() error {
+	return c.wire.StartTLS(ctx, "STLS", func() error {
 		return c.simple(ctx, "STLS", "STLS")
 	})
 }

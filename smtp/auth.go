@@ -45,7 +45,7 @@ func (c *Client) Authenticate(ctx context.Context, m sasl.Client) error {
 		return err
 	}
 	if rep.Code != 235 {
-		return rep.err(op, mailsec.SMTPServer)
+		return replyErr(rep, op, mailsec.SMTPServer)
 	}
 	if v, ok := m.(sasl.Verifier); ok {
 		if err := v.Verify(); err != nil {

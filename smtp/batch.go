@@ -113,7 +113,7 @@ func (b *dataBatch) step(ctx context.Context, cur int) int {
 		return b.sendNext(ctx, nxt)
 	}
 	if rep := replies[len(replies)-1]; rep.Code != 354 {
-		b.out[cur].Err = rep.err("DATA", mailsec.SMTPServer)
+		b.out[cur].Err = replyErr(rep, "DATA", mailsec.SMTPServer)
 		return b.sendNext(ctx, nxt)
 	}
 	var next []string

@@ -76,7 +76,9 @@ type Options struct {
 	// transcript is logged at mailsec.LevelTrace with credentials redacted.
 	Logger *slog.Logger
 	// Transcript, when set, receives a swaks-style transcript: "->" and "<-"
-	// in plain text, "~>" and "<~" under TLS. Credentials are redacted.
+	// in plain text, "~>" and "<~" under TLS; a plain-text server line
+	// reads "<- (unverified) ...", since anyone on the path could have
+	// written it. Credentials are redacted.
 	Transcript io.Writer
 	// AllowLongLines lets message lines exceed the 998 octets of RFC 5321
 	// section 4.5.3.1.6; by default such a message is refused before the
@@ -92,8 +94,8 @@ type Client struct {
 	opts     Options
 	ext      map[string]string // EHLO keywords, upper case, to their parameters
 	esmtp    bool
-	greet    *Reply
-	hello    *Reply
+	greet    *mailsec.Reply
+	hello    *mailsec.Reply
 	sc       *security.Context
 	chunkBuf []byte
 	copyBuf  []byte
@@ -152,7 +154,7 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 		return greetingHint(err, mode)
 	}
 	if rep.Code != 220 {
-		return rep.err("greeting", mailsec.SMTPServer)
+		return replyErr(rep, "greeting", mailsec.SMTPServer)
 	}
 	c.greet = rep
 	if err := c.ehlo(ctx); err != nil {
@@ -223,14 +225,14 @@ func (c *Client) ehlo(ctx context.Context) error {
 		return nil
 	}
 	if rep.Code != 500 && rep.Code != 502 && rep.Code != 504 {
-		return rep.err("EHLO", mailsec.SMTPServer)
+		return replyErr(rep, "EHLO", mailsec.SMTPServer)
 	}
 	rep, err = c.cmd(ctx, "HELO", "HELO "+name)
 	if err != nil {
 		return err
 	}
 	if rep.Code != 250 {
-		return rep.err("HELO", mailsec.SMTPServer)
+		return replyErr(rep, "HELO", mailsec.SMTPServer)
 	}
 	c.esmtp = false
 	c.hello = rep
@@ -362,27 +364,34 @@ func (c *Client) simple(ctx context.Context, op, line string, want int) error {
 		return err
 	}
 	if rep.Code != want {
-		return rep.err(op, mailsec.SMTPServer)
+		return replyErr(rep, op, mailsec.SMTPServer)
 	}
 	return nil
 }
 
 // cmd sends one command line (none when line is empty) and reads the reply.
-func (c *Client) cmd(ctx context.Context, op, line string) (*Reply, error) {
+func (c *Client) cmd(ctx context.Context, op, line string) (*mailsec.Reply, error) {
 	return c.exchange(ctx, op, line, line)
 }
 
 // exchange sends line, recording shown in the transcript instead, and reads
 // the reply. An empty shown sends nothing (the greeting); an empty line with
 // a non-empty shown is sent, as the empty SASL response SCRAM ends with.
-func (c *Client) exchange(ctx context.Context, op, line, shown string) (*Reply, error) {
+func (c *Client) exchange(ctx context.Context, op, line, shown string) (*mailsec.Reply, error) {
 	return wire.Exchange(ctx, c.wire, op, line, shown, c.read)
 }
 
-func (c *Client) read(op string) (*Reply, error) {
+// read reads the reply to one command and records how it was received;
+// surplus octets behind the last awaited reply break the session (see
+// wire.Session.Answered).
+func (c *Client) read(op string) (*mailsec.Reply, error) {
 	rep, err := readReply(c.wire.R, func(l string) { c.wire.Trace(false, l) })
 	if err != nil {
 		return nil, wire.Reading(err, op)
+	}
+	rep.Channel = c.wire.Channel()
+	if err := c.wire.Answered(op); err != nil {
+		return nil, err
 	}
 	return rep, nil
 }

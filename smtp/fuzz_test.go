@@ -9,7 +9,8 @@ import (
 
 // FuzzReadReply feeds arbitrary server output to the reply parser: it must
 // never panic, never return a reply with a code outside 200-599, and never
-// accept a line longer than the limit.
+// accept a line longer than the limit or one holding a CR or LF (a line
+// ends only at CRLF, RFC 5321 section 2.3.8).
 func FuzzReadReply(f *testing.F) {
 	for _, s := range []string{
 		"250 OK\r\n", "250-a\r\n250 b\r\n", "550 5.1.1 <x@y>: unknown\r\n",
@@ -29,6 +30,9 @@ func FuzzReadReply(f *testing.F) {
 		for _, l := range rep.Lines {
 			if len(l) > maxReplyLine {
 				t.Fatalf("line of %d octets accepted", len(l))
+			}
+			if strings.ContainsAny(l, "\r\n") {
+				t.Fatalf("line %q with a bare CR or LF accepted", l)
 			}
 		}
 	})

@@ -16,24 +16,17 @@ const (
 	maxReplyLines = 256
 )
 
-// Reply is one parsed server reply.
-type Reply struct {
-	Code     int
-	Enhanced string   // RFC 3463 class.subject.detail, when the server sent one
-	Lines    []string // text of each line, without code and enhanced code
-}
-
-// err turns a reply into the *mailsec.Error of op.
-func (r *Reply) err(op string, code mailsec.Code) error {
-	return &mailsec.Error{Code: code, Op: op, Reply: &mailsec.Reply{Code: r.Code, Enhanced: r.Enhanced, Lines: r.Lines}}
+// replyErr turns a reply into the *mailsec.Error of op.
+func replyErr(r *mailsec.Reply, op string, code mailsec.Code) error {
+	return &mailsec.Error{Code: code, Op: op, Reply: r}
 }
 
 // readReply reads one possibly multi-line reply (RFC 5321 section 4.2.1):
 // every line carries the same three-digit code, "-" after it on all lines
-// but the last. Lines may end in a bare LF, which some servers send; the
-// client is lenient in what it reads but strict in what it writes.
-func readReply(r *bufio.Reader, raw func(line string)) (*Reply, error) {
-	rep := &Reply{}
+// but the last. Every line ends in CRLF (see wire.ReadLine): a bare LF
+// must not split one reply into two.
+func readReply(r *bufio.Reader, raw func(line string)) (*mailsec.Reply, error) {
+	rep := &mailsec.Reply{}
 	for n := 0; ; n++ {
 		if n == maxReplyLines {
 			return nil, mailsec.Errorf(mailsec.Protocol, "read reply", nil, "reply has more than %d lines", maxReplyLines)
@@ -67,7 +60,7 @@ func readReply(r *bufio.Reader, raw func(line string)) (*Reply, error) {
 func parseReplyLine(line string) (code int, more bool, text string, err error) {
 	if len(line) < 3 || !isDigit(line[0]) || !isDigit(line[1]) || !isDigit(line[2]) ||
 		line[0] < '2' || line[0] > '5' {
-		return 0, false, "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed reply line %q", wire.Clip(line))
+		return 0, false, "", wire.Quoting("read reply", "malformed reply line %q", wire.Clip(line))
 	}
 	code = int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0')
 	switch {
@@ -78,7 +71,7 @@ func parseReplyLine(line string) (code int, more bool, text string, err error) {
 	case line[3] == '-':
 		return code, true, line[4:], nil
 	}
-	return 0, false, "", mailsec.Errorf(mailsec.Protocol, "read reply", nil, "malformed reply line %q", wire.Clip(line))
+	return 0, false, "", wire.Quoting("read reply", "malformed reply line %q", wire.Clip(line))
 }
 
 // splitEnhanced removes an RFC 3463 enhanced status code from the start of

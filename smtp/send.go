@@ -95,12 +95,12 @@ func (c *Client) Send(ctx context.Context, from string, to []string, msg io.Read
 	if err := c.checkEnvelope(ctx, cmds, to, replies, &o, res, chunking); err != nil {
 		return res, err
 	}
-	var final *Reply
+	var final *mailsec.Reply
 	if chunking {
 		final, res.Bytes, err = c.bdat(ctx, msg, o.Size, nil)
 	} else {
 		if rep := replies[len(replies)-1]; rep.Code != 354 {
-			return res, rep.err("DATA", mailsec.SMTPServer)
+			return res, replyErr(rep, "DATA", mailsec.SMTPServer)
 		}
 		final, res.Bytes, err = c.data(ctx, msg)
 	}
@@ -119,7 +119,7 @@ func (c *Client) Send(ctx context.Context, from string, to []string, msg io.Read
 // AllowPartial. A larger message learns the envelope's fate before its
 // second chunk.
 func (c *Client) sendOneTrip(ctx context.Context, cmds, to []string, msg io.Reader, o *MailOptions, res *Result) error {
-	env := &pipedEnvelope{cmds: cmds, check: func(replies []*Reply) error {
+	env := &pipedEnvelope{cmds: cmds, check: func(replies []*mailsec.Reply) error {
 		return c.checkEnvelope(ctx, cmds, to, replies, o, res, true)
 	}}
 	final, n, err := c.bdat(ctx, msg, o.Size, env)
@@ -138,19 +138,19 @@ func (c *Client) sendOneTrip(ctx context.Context, cmds, to []string, msg io.Read
 }
 
 // finish records the final reply of a transaction.
-func finish(res *Result, final *Reply) error {
-	res.Reply = &mailsec.Reply{Code: final.Code, Enhanced: final.Enhanced, Lines: final.Lines}
+func finish(res *Result, final *mailsec.Reply) error {
+	res.Reply = final
 	if final.Code != 250 {
-		return final.err("end of data", mailsec.SMTPServer)
+		return replyErr(final, "end of data", mailsec.SMTPServer)
 	}
 	return nil
 }
 
 // checkEnvelope records the MAIL and RCPT replies (MAIL's first, then the
 // RCPTs in order) and aborts the transaction when it cannot go on.
-func (c *Client) checkEnvelope(ctx context.Context, cmds, to []string, replies []*Reply, o *MailOptions, res *Result, chunking bool) error {
+func (c *Client) checkEnvelope(ctx context.Context, cmds, to []string, replies []*mailsec.Reply, o *MailOptions, res *Result, chunking bool) error {
 	if replies[0].Code != 250 {
-		return c.abort(ctx, replies, chunking, replies[0].err(cmds[0], mailsec.SMTPServer))
+		return c.abort(ctx, replies, chunking, replyErr(replies[0], cmds[0], mailsec.SMTPServer))
 	}
 	var firstBad error
 	accepted := 0
@@ -158,12 +158,11 @@ func (c *Client) checkEnvelope(ctx context.Context, cmds, to []string, replies [
 	for i, addr := range to {
 		rep := replies[1+i]
 		ok := rep.Code == 250 || rep.Code == 251
-		res.Recipients = append(res.Recipients, RecipientResult{Address: addr, OK: ok,
-			Reply: &mailsec.Reply{Code: rep.Code, Enhanced: rep.Enhanced, Lines: rep.Lines}})
+		res.Recipients = append(res.Recipients, RecipientResult{Address: addr, OK: ok, Reply: rep})
 		if ok {
 			accepted++
 		} else if firstBad == nil {
-			firstBad = rep.err("RCPT TO:<"+addr+">", mailsec.SMTPServer)
+			firstBad = replyErr(rep, "RCPT TO:<"+addr+">", mailsec.SMTPServer)
 		}
 	}
 	if accepted == 0 || (firstBad != nil && !o.AllowPartial) {
@@ -245,9 +244,9 @@ func (c *Client) envelope(from string, to []string, o *MailOptions) ([]string, e
 
 // batch sends the commands and reads one reply for each: all in one write
 // when pipelining, else one after the other.
-func (c *Client) batch(ctx context.Context, cmds []string, pipelining bool) ([]*Reply, error) {
+func (c *Client) batch(ctx context.Context, cmds []string, pipelining bool) ([]*mailsec.Reply, error) {
 	if !pipelining {
-		replies := make([]*Reply, 0, len(cmds))
+		replies := make([]*mailsec.Reply, 0, len(cmds))
 		for i, line := range cmds {
 			rep, err := c.cmd(ctx, opName(line), line)
 			if err != nil {
@@ -257,7 +256,7 @@ func (c *Client) batch(ctx context.Context, cmds []string, pipelining bool) ([]*
 			// Without pipelining, a refused MAIL makes the rest pointless.
 			if i == 0 && rep.Code != 250 {
 				for range cmds[1:] {
-					replies = append(replies, &Reply{Code: 503, Lines: []string{"not sent: MAIL FROM was refused"}})
+					replies = append(replies, &mailsec.Reply{Code: 503, Lines: []string{"not sent: MAIL FROM was refused"}})
 				}
 				return replies, nil
 			}
@@ -289,8 +288,8 @@ func (c *Client) sendLines(ctx context.Context, cmds []string) error {
 
 // readReplies reads one reply for each command of a pipelined group, in
 // order; a failure breaks the session.
-func (c *Client) readReplies(ctx context.Context, cmds []string) ([]*Reply, error) {
-	replies := make([]*Reply, 0, len(cmds))
+func (c *Client) readReplies(ctx context.Context, cmds []string) ([]*mailsec.Reply, error) {
+	replies := make([]*mailsec.Reply, 0, len(cmds))
 	for _, line := range cmds {
 		rep, err := c.read(opName(line))
 		if err != nil {
@@ -309,7 +308,7 @@ func opName(line string) string {
 // abort ends a refused transaction so the session stays usable: RSET, or,
 // when a pipelined DATA was already accepted, closing the connection, since
 // any end of data would deliver the message.
-func (c *Client) abort(ctx context.Context, replies []*Reply, chunking bool, cause error) error {
+func (c *Client) abort(ctx context.Context, replies []*mailsec.Reply, chunking bool, cause error) error {
 	if !chunking && replies[len(replies)-1].Code == 354 {
 		c.wire.Fail(ctx, cause)
 		return cause
@@ -321,7 +320,7 @@ func (c *Client) abort(ctx context.Context, replies []*Reply, chunking bool, cau
 }
 
 // data sends the message after a 354 and reads the final reply.
-func (c *Client) data(ctx context.Context, msg io.Reader) (*Reply, int64, error) {
+func (c *Client) data(ctx context.Context, msg io.Reader) (*mailsec.Reply, int64, error) {
 	done := c.wire.Guard(ctx, 2)
 	defer done()
 	return c.dataThen(ctx, msg, nil)
@@ -331,7 +330,7 @@ func (c *Client) data(ctx context.Context, msg io.Reader) (*Reply, int64, error)
 // 354, then next in the same write (SendBatch's following envelope, which
 // RFC 2920 section 3.1 lets message content open), and reads the final
 // reply, under the caller's guard. A failure breaks the session.
-func (c *Client) dataThen(ctx context.Context, msg io.Reader, next []string) (*Reply, int64, error) {
+func (c *Client) dataThen(ctx context.Context, msg io.Reader, next []string) (*mailsec.Reply, int64, error) {
 	n, err := copyMessage(c.wire.W, msg, c.readBuf(), true, c.opts.AllowLongLines)
 	if err != nil {
 		// The end-of-data mark was not sent, so closing the connection
@@ -358,7 +357,7 @@ func (c *Client) dataThen(ctx context.Context, msg io.Reader, next []string) (*R
 
 // bdat sends the message in BDAT chunks (RFC 3030). The last chunk is known
 // only at the end of the input, so one chunk is always held back.
-func (c *Client) bdat(ctx context.Context, msg io.Reader, sizeHint int64, env *pipedEnvelope) (*Reply, int64, error) {
+func (c *Client) bdat(ctx context.Context, msg io.Reader, sizeHint int64, env *pipedEnvelope) (*mailsec.Reply, int64, error) {
 	done := c.wire.Guard(ctx, 2)
 	defer done()
 	size := chunkSize
@@ -398,10 +397,10 @@ type pipedEnvelope struct {
 	cmds []string
 	// check judges the replies when they arrive before a later chunk is
 	// sent; an error stops the transaction there.
-	check func([]*Reply) error
+	check func([]*mailsec.Reply) error
 	// replies are the envelope's replies once read; lastChunk says they
 	// were read behind the last chunk, so nothing could be stopped.
-	replies   []*Reply
+	replies   []*mailsec.Reply
 	lastChunk bool
 }
 
@@ -431,7 +430,7 @@ func (w *chunker) Write(p []byte) (int, error) {
 }
 
 // send transmits the buffered chunk, LAST when last, and reads its reply.
-func (w *chunker) send(last bool) (*Reply, error) {
+func (w *chunker) send(last bool) (*mailsec.Reply, error) {
 	c := w.c
 	env := w.env
 	w.env = nil
@@ -481,7 +480,7 @@ func (w *chunker) send(last bool) (*Reply, error) {
 	if !last && rep.Code != 250 {
 		// A refused chunk ends the transaction on the server (RFC 3030
 		// section 2); RSET makes sure before the session is reused.
-		w.refused = rep.err("BDAT", mailsec.SMTPServer)
+		w.refused = replyErr(rep, "BDAT", mailsec.SMTPServer)
 		if err := c.Reset(w.ctx); err != nil {
 			c.wire.Log.Warn("RSET after a refused chunk failed", "error", err)
 		}

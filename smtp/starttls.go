@@ -8,7 +8,7 @@ import "context"
 // wire.Session.StartTLS). Anything else read in plain text is dropped with
 // the old reader, and the EHLO answer is discarded by the security context.
 func (c *Client) StartTLS(ctx context.Context) error {
-	return c.wire.StartTLS(ctx, "STARTTLS", "bytes", func() error {
+	return c.wire.StartTLS(ctx, "STARTTLS", func() error {
 		return c.simple(ctx, "STARTTLS", "STARTTLS", 220)
 	})
 }

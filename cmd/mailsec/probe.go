@@ -200,19 +200,33 @@ func printProbe(r *probeResult) {
 	out := func(format string, args ...any) {
 		fmt.Fprintln(os.Stdout, mailsec.Printable(fmt.Sprintf(format, args...)))
 	}
+	// What came before TLS, or under TLS that was not verified, anyone on
+	// the path could have written: each such line says so.
+	underTLS := mailsec.ChannelVerified
+	if !r.Verified || !r.OK {
+		underTLS = mailsec.ChannelUnverifiedTLS
+	}
+	greeting := underTLS
+	if r.BeforeTLS != nil {
+		greeting = mailsec.ChannelCleartext
+	}
+	marked := func(text string, ch mailsec.Channel) string {
+		return strings.TrimSpace(text + " " + ch.Mark())
+	}
 	out("server    %s", r.Server)
 	if r.Greeting != "" {
 		// A multi-line banner keeps its lines.
 		for i, l := range strings.Split(r.Greeting, "\n") {
-			out("%s%s", map[bool]string{true: "greeting  ", false: "          "}[i == 0], l)
+			out("%s%s", map[bool]string{true: "greeting  ", false: "          "}[i == 0], marked(l, greeting))
 		}
 	}
 	for _, st := range []struct {
 		name string
 		s    *probeStage
-	}{{"before TLS", r.BeforeTLS}, {"after TLS", r.AfterTLS}} {
+		ch   mailsec.Channel
+	}{{"before TLS", r.BeforeTLS, mailsec.ChannelCleartext}, {"after TLS", r.AfterTLS, underTLS}} {
 		if st.s != nil {
-			out("%s: %s", st.name, strings.Join(st.s.Extensions, ", "))
+			out("%s: %s", st.name, marked(strings.Join(st.s.Extensions, ", "), st.ch))
 		}
 	}
 	if r.TLS != nil {

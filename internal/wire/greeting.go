@@ -33,7 +33,9 @@ func GreetingHint(err error, implicit bool, proto string, implicitPort int, fore
 	if me.Code == mailsec.Protocol {
 		for _, f := range foreign {
 			if strings.Contains(me.Detail, f.Prefix) {
-				return mailsec.Errorf(mailsec.Protocol, "greeting", nil, "this is %s server, not %s (%s)", f.Name, proto, me.Detail)
+				e := mailsec.Errorf(mailsec.Protocol, "greeting", nil, "this is %s server, not %s (%s)", f.Name, proto, me.Detail)
+				e.Channel = me.Channel
+				return e
 			}
 		}
 	}

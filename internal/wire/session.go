@@ -61,11 +61,14 @@ type Session struct {
 
 	cfg    Config
 	tlslog *slog.Logger
+	// pending counts the replies awaited: the greeting, then one per
+	// command sent (see Answered).
+	pending int
 }
 
 // New starts a session on conn.
 func New(conn net.Conn, cfg Config) *Session {
-	s := &Session{cfg: cfg,
+	s := &Session{cfg: cfg, pending: 1,
 		Log:    mailsec.Logger(cfg.Logger, mailsec.FacilityProtocol),
 		tlslog: mailsec.Logger(cfg.Logger, mailsec.FacilityTLS)}
 	s.setIO(conn)
@@ -104,10 +107,14 @@ func (s *Session) Interrupt(ctx context.Context) func() {
 }
 
 // Fail marks the session broken after a transport or protocol error and
-// closes the connection. When the caller's context ended the exchange, the
+// closes the connection. An error quoting server text (see Quoting) gets
+// the session's Channel. When the caller's context ended the exchange, the
 // error says so (Canceled or Timeout) instead of showing the I/O error the
 // forced deadline caused.
 func (s *Session) Fail(ctx context.Context, err error) error {
+	if me, ok := err.(*mailsec.Error); ok && me.Channel != mailsec.ChannelVerified {
+		me.Channel = s.Channel()
+	}
 	if ctx.Err() != nil {
 		code := mailsec.Canceled
 		if ctx.Err() == context.DeadlineExceeded {
@@ -141,8 +148,16 @@ func (s *Session) Close() error {
 }
 
 // Send buffers one command line; shown is what the transcript records, so
-// that secrets never reach it.
+// that secrets never reach it. A command sent while no reply is awaited is
+// refused when the server has sent something meanwhile (see Answered):
+// that would be read as the command's answer.
 func (s *Session) Send(op, line, shown string) error {
+	if s.pending == 0 {
+		if err := s.unsolicited(op); err != nil {
+			return err
+		}
+	}
+	s.pending++
 	s.Trace(true, shown)
 	if _, err := s.W.WriteString(line + "\r\n"); err != nil {
 		return mailsec.NetError(op, mailsec.SocketTx, err)
@@ -183,6 +198,10 @@ func Exchange[R any](ctx context.Context, s *Session, op, line, shown string, re
 	return rep, nil
 }
 
+// cleartextMark is the transcript's compact form of
+// mailsec.ChannelCleartext's mark.
+const cleartextMark = "(unverified)"
+
 // Reading names the command a reply belongs to: the protocol readers
 // report their errors as of "read reply", which says less than the command
 // that was waiting for it.
@@ -195,7 +214,9 @@ func Reading(err error, op string) error {
 
 // Trace records one line of the transcript with swaks's arrows: "->" and
 // "<-" in plain text, "~>" and "<~" under TLS, so a reader sees at a glance
-// what crossed the network unencrypted.
+// what crossed the network unencrypted. A server line in plain text also
+// carries cleartextMark before its text, where no padding can push it out
+// of sight: anyone on the path could have written it.
 func (s *Session) Trace(out bool, line string) {
 	arrow := "<-"
 	if out {
@@ -205,9 +226,13 @@ func (s *Session) Trace(out bool, line string) {
 		arrow = map[bool]string{true: "~>", false: "<~"}[out]
 	}
 	if s.cfg.Transcript != nil {
+		mark := ""
+		if arrow == "<-" {
+			mark = cleartextMark + " "
+		}
 		// The line is the server's (or echoes it): it must not drive the
 		// terminal the transcript goes to.
-		fmt.Fprintf(s.cfg.Transcript, "%s %s\n", arrow, mailsec.Printable(line))
+		fmt.Fprintf(s.cfg.Transcript, "%s %s%s\n", arrow, mark, mailsec.Printable(line))
 	}
 	s.Log.Log(context.Background(), mailsec.LevelTrace, line, "dir", arrow)
 }

@@ -108,6 +108,50 @@ func (p *Peer) Expect(prefix string) string {
 	return line
 }
 
+// Rest returns every line the client still sends until it closes the
+// connection (or three seconds pass), so that a test can check what never
+// reached the server after a point.
+func (p *Peer) Rest() []string {
+	var got []string
+	p.Conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for {
+		line, err := p.R.ReadString('\n')
+		if line != "" {
+			got = append(got, strings.TrimRight(line, "\r\n"))
+		}
+		if err != nil {
+			return got
+		}
+	}
+}
+
+// ScriptedRest is Scripted whose server, after script, keeps every line
+// the client still sends (see Rest); rest waits for the script's end and
+// returns them.
+func ScriptedRest(t *testing.T, script func(p *Peer)) (addr string, rest func() []string) {
+	t.Helper()
+	var late []string
+	addr, _, done := Scripted(t, func(p *Peer) {
+		script(p)
+		late = p.Rest()
+	})
+	return addr, func() []string { <-done; return late }
+}
+
+// NeverGot fails the test when one of the lines the server received late
+// (see Rest) has one of the prefixes: the client went on when it should
+// have stopped.
+func NeverGot(t *testing.T, late []string, prefixes ...string) {
+	t.Helper()
+	for _, l := range late {
+		for _, pre := range prefixes {
+			if strings.HasPrefix(l, pre) {
+				t.Fatalf("the client went on when it should have stopped: the server got %q (all: %q)", l, late)
+			}
+		}
+	}
+}
+
 // StartTLS runs the server side of the handshake with Cert.
 // A failed handshake is only logged: tests of rejected certificates expect
 // it, and the client's error is what they check.

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/mailsec/mailsec/internal/wiretest"
+	"github.com/mailsec/mailsec/smtp"
+)
+
+// Server text received before TLS is marked in the --json error message
+// and in probe's output, since anyone on the path could have written it.
+
+const spoof = "call +1-555-0100 to restore service"
+
+func TestJSONErrorMarksCleartextReply(t *testing.T) {
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test\r\n")
+		p.Expect("EHLO")
+		p.Send("250-mx.test\r\n250 STARTTLS\r\n")
+		p.Expect("STARTTLS")
+		p.Send("454 4.7.0 " + spoof + "\r\n")
+		p.Expect("QUIT")
+		p.Send("221 bye\r\n")
+	})
+	_, err := smtp.Dial(context.Background(), addr, &smtp.Options{LocalName: "client.test"})
+	<-done
+	j, _ := json.Marshal(toJSONError(err))
+	var je struct {
+		Message string `json:"message"`
+		Reply   struct {
+			Channel string `json:"channel"`
+		} `json:"reply"`
+	}
+	if err := json.Unmarshal(j, &je); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(je.Message, spoof+" (unverified server text, received before TLS)") || je.Reply.Channel != "cleartext" {
+		t.Errorf("JSON error %s does not mark the cleartext reply", j)
+	}
+}
+
+func TestProbeMarksCleartextText(t *testing.T) {
+	addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx.test " + spoof + "\r\n")
+		p.Expect("EHLO")
+		p.Send("250-mx.test\r\n250 8BITMIME\r\n")
+		p.Expect("QUIT")
+		p.Send("221 bye\r\n")
+	})
+	out, _ := runCLI(t, "probe", "--server", addr, "--timeout", "3s")
+	const mark = " (unverified server text, received before TLS)"
+	if !strings.Contains(out, "greeting  mx.test "+spoof+mark+"\n") || !strings.Contains(out, "before TLS: 8BITMIME"+mark+"\n") {
+		t.Errorf("probe output does not mark the cleartext text:\n%s", out)
+	}
+}
