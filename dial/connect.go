@@ -67,14 +67,14 @@ func (p *Proxy) connect(ctx context.Context, conn net.Conn, t target) error {
 		// on CONNECT with 401 instead: from a proxy it can only be about
 		// the credentials too.
 		case (status == 407 || status == 401) && !hasCreds:
-			return p.fail(mailsec.ProxyAuthRequired, "the proxy requires authentication (%d %s) and no credentials were given", status, reason)
+			return p.failQuoting(mailsec.ProxyAuthRequired, "the proxy requires authentication (%d %s) and no credentials were given", status, reason)
 		case status == 407 && !offersBasic(challenges):
-			return p.fail(mailsec.ProxyAuthTypeUnknown, "the proxy does not offer Basic authentication (407 %s; it offers %s)",
+			return p.failQuoting(mailsec.ProxyAuthTypeUnknown, "the proxy does not offer Basic authentication (407 %s; it offers %s)",
 				reason, printable([]byte(strings.Join(challenges, ", "))))
 		case status == 407 || status == 401:
-			return p.fail(mailsec.ProxyAuthFailed, "the proxy rejected the credentials (%d %s)", status, reason)
+			return p.failQuoting(mailsec.ProxyAuthFailed, "the proxy rejected the credentials (%d %s)", status, reason)
 		}
-		return p.fail(mailsec.ProxyRequestFailed, "the proxy refused CONNECT %s: HTTP %d %s", auth, status, reason)
+		return p.failQuoting(mailsec.ProxyRequestFailed, "the proxy refused CONNECT %s: HTTP %d %s", auth, status, reason)
 	}
 	return p.fail(mailsec.ProxyUnexpected, "more than %d interim responses to CONNECT", maxInterim)
 }
@@ -108,10 +108,10 @@ func (p *Proxy) readResponse(ctx context.Context, conn net.Conn) (status int, re
 	if err != nil {
 		return 0, "", nil, err
 	}
-	p.got("%s", printable(sl))
+	p.got("(unverified) %s", printable(sl))
 	status, reason, ok := parseStatusLine(string(sl))
 	if !ok {
-		return 0, "", nil, p.fail(mailsec.ProxyUnexpected, "the proxy's answer to CONNECT is not an HTTP status line: \"%s\"", printable(sl))
+		return 0, "", nil, p.failQuoting(mailsec.ProxyUnexpected, "the proxy's answer to CONNECT is not an HTTP status line: \"%s\"", printable(sl))
 	}
 	for {
 		h, err := line()
@@ -121,7 +121,7 @@ func (p *Proxy) readResponse(ctx context.Context, conn net.Conn) (status int, re
 		if len(h) == 0 {
 			return status, reason, challenges, nil
 		}
-		p.got("%s", printable(h))
+		p.got("(unverified) %s", printable(h))
 		if h[0] == ' ' || h[0] == '\t' {
 			// Obsolete line folding (RFC 9112 section 5.2) continues the
 			// previous field; none of its values matter here.

@@ -1,6 +1,7 @@
 package dial
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"strings"
@@ -59,5 +60,24 @@ func TestHTTPConnect200WithBody(t *testing.T) {
 		if string(got) != body {
 			t.Fatalf("tunnel got %q, want %q", got, body)
 		}
+	}
+}
+
+func TestHTTPConnectRefusalMarkedUnverified(t *testing.T) {
+	// The proxy's status line crosses the network in the clear: an
+	// attacker on the path can put any text there ("call +1-555-0100"),
+	// so the error and the transcript say it is unverified.
+	addr := scriptedProxy(t, func(c net.Conn) {
+		readHead(c)
+		c.Write([]byte("HTTP/1.1 403 Blocked call +1-555-0100 now\r\n\r\n"))
+	})
+	var tr bytes.Buffer
+	_, err := (&Proxy{Kind: HTTPConnect, Addr: addr, Transcript: &tr}).DialContext(t.Context(), "tcp", "mx.test:25")
+	wantCode(t, err, mailsec.ProxyRequestFailed)
+	if !strings.Contains(err.Error(), "+1-555-0100") || !strings.Contains(err.Error(), mailsec.ChannelCleartext.Mark()) {
+		t.Errorf("error %q does not mark the proxy's text as unverified", err)
+	}
+	if !strings.Contains(tr.String(), "<- [proxy] (unverified) HTTP/1.1 403") {
+		t.Errorf("transcript does not mark the proxy's line:\n%s", tr.String())
 	}
 }

@@ -294,6 +294,16 @@ func (p *Proxy) fail(code mailsec.Code, format string, args ...any) error {
 	return &mailsec.Error{Code: code, Op: p.op(), Detail: fmt.Sprintf(format, args...)}
 }
 
+// failQuoting is fail for a detail that quotes the proxy's own text (an
+// HTTP status line or reason phrase). That text crossed the network in
+// the clear, so anyone on the path could have written it, and the error
+// says so where a person reads it (the EAST paper's spoofing class).
+func (p *Proxy) failQuoting(code mailsec.Code, format string, args ...any) error {
+	err := p.fail(code, format, args...).(*mailsec.Error)
+	err.Channel = mailsec.ChannelCleartext
+	return err
+}
+
 // write sends b whole.
 func (p *Proxy) write(ctx context.Context, conn net.Conn, what string, b []byte) error {
 	if _, err := conn.Write(b); err != nil {
