@@ -446,9 +446,10 @@ func (ss *session) multiline(first *reply, lines []string) {
 
 // readCommand reads one command line, without CRLF, within IdleTimeout
 // (srvconn.NextLine). The returned slice is valid until the next read. A
-// line over maxSASLLine octets is refused with errLineTooLong, one ending
-// in a bare LF with errSyntaxChars, since RFC 1939 section 3 terminates
-// commands with CRLF.
+// line over maxSASLLine octets is refused with errLineTooLong; one holding
+// a bare CR or LF is read to its CRLF and refused whole with
+// errSyntaxChars, since RFC 1939 section 3 ends commands only with CRLF.
+// AUTH response lines (RFC 5034 section 4) are read here too.
 func (ss *session) readCommand() ([]byte, error) {
 	line, err := srvconn.NextLine(ss.bufs, &ss.guard, ss.srv.track.Closed, ss.srv.Limits.IdleTimeout, maxSASLLine, ss.w.Flush)
 	ss.r, ss.w = ss.bufs.R, ss.bufs.W
@@ -457,7 +458,7 @@ func (ss *session) readCommand() ([]byte, error) {
 		return nil, errShutdown
 	case errors.Is(err, srvconn.ErrLineTooLong):
 		return nil, errLineTooLong
-	case errors.Is(err, srvconn.ErrBareLF):
+	case errors.Is(err, srvconn.ErrBareCRLF):
 		return nil, errSyntaxChars
 	}
 	return line, err

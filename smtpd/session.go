@@ -346,8 +346,9 @@ func (ss *session) flush() error {
 // readCommand reads one command line, without CRLF, within CommandTimeout
 // (srvconn.NextLine). The returned slice is valid until the next read. A
 // line over maxSASLLine octets is consumed to its end, never buffered
-// whole, and answered with errLineTooLong; one ending in a bare LF is
-// refused (RFC 5321 section 2.3.8).
+// whole, and answered with errLineTooLong; one holding a bare CR or LF is
+// read to its CRLF and refused whole with errSyntaxChars (RFC 5321 section
+// 2.3.8: only CRLF ends a line). AUTH response lines are read here too.
 func (ss *session) readCommand() ([]byte, error) {
 	ss.in.stopData()
 	line, err := srvconn.NextLine(ss.bufs, &ss.guard, ss.srv.track.Closed, ss.srv.Limits.CommandTimeout, maxSASLLine, ss.flush)
@@ -357,7 +358,7 @@ func (ss *session) readCommand() ([]byte, error) {
 		return nil, errShutdown
 	case errors.Is(err, srvconn.ErrLineTooLong):
 		return nil, errLineTooLong
-	case errors.Is(err, srvconn.ErrBareLF):
+	case errors.Is(err, srvconn.ErrBareCRLF):
 		return nil, errSyntaxChars
 	}
 	return line, err
