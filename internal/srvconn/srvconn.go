@@ -1,10 +1,16 @@
-// Package srvconn holds the connection plumbing that mailsec's line-based
-// servers have in common: session admission with global and per-IP limits
-// and graceful shutdown (Tracker), the accept loop (Serve), reading a
-// bounded CRLF-terminated line (ReadLine), the TLS handshake of STARTTLS
-// and implicit TLS (Handshake), buffers lent only while a session works
-// (Pool, Buffers), the connection handle Shutdown kicks and closes
-// (Guard) and small helpers. smtpd and pop3d are built on it.
+// Package srvconn holds the connection plumbing and the session loop that
+// mailsec's line-based servers share. Server.Run runs a session from
+// admission to close the way net/http's conn.serve does for HTTP: the
+// global and per-IP limits and graceful shutdown (Tracker), panic
+// recovery, reading bounded lines that end only at CRLF (ReadLine), one
+// line-length rule checked before parsing, one write-deadline rule (per
+// write), the error limit, and the replies to shutdown and timeouts; the
+// protocol (Protocol: smtpd, pop3d) parses and executes. Beside it: the
+// accept loop (Tracker.Serve), the TLS handshake of STARTTLS and implicit
+// TLS (Handshake, Conn.StartTLS), the SASL exchange of AUTH
+// (Conn.Exchange) and the back-off of failed logins (Conn.LoginFailed),
+// buffers lent only while a session works (Pool, Buffers) and the
+// connection handle Shutdown kicks and closes (Guard).
 package srvconn
 
 import (
