@@ -45,6 +45,9 @@ func (r *reply) Status() (code, enh, text string) {
 	return "-ERR", r.code, r.text
 }
 
+// Refuses: every -ERR refuses.
+func (r *reply) Refuses() bool { return !r.ok && !r.silent() }
+
 // Failed: every -ERR counts against the error limit.
 func (r *reply) Failed() bool { return !r.ok }
 

@@ -72,6 +72,9 @@ func (ss *session) Dispatch(line []byte) srvconn.Reply {
 	return nil
 }
 
+// Describe tells the log what the command line is (describe).
+func (ss *session) Describe(dst, line []byte) []byte { return describe(dst, line) }
+
 // End releases the maildrop's lock without deleting anything when the
 // session ends in any way but QUIT (RFC 1939 section 6: only QUIT enters
 // UPDATE), and sums the session up for the log.

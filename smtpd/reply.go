@@ -29,6 +29,9 @@ func (r *reply) Status() (code, enh, text string) {
 	return strconv.Itoa(r.code), r.enh, r.text
 }
 
+// Refuses: 4yz and 5yz replies refuse (RFC 5321 section 4.2.1).
+func (r *reply) Refuses() bool { return r.code >= 400 }
+
 // Failed: 5yz replies count against the error limit (RFC 5321 section
 // 4.2.1: a permanent negative completion).
 func (r *reply) Failed() bool { return r.code >= 500 }

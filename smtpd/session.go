@@ -128,6 +128,9 @@ func (ss *session) Dispatch(line []byte) srvconn.Reply {
 	return r
 }
 
+// Describe tells the log what the command line is (describe).
+func (ss *session) Describe(dst, line []byte) []byte { return describe(dst, line) }
+
 // End aborts a BDAT delivery left waiting for chunks that will never
 // come, so its Backend goroutine ends and stores nothing.
 func (ss *session) End() []any {

@@ -75,10 +75,13 @@ func (s *Server) NewConn(nc net.Conn, listener string, implicitTLS bool) *Conn {
 // limit, and the replies to shutdown and timeouts.
 func (s *Server) Run(c *Conn, p Protocol) {
 	if why := s.track.Admit(c, c.IP); why != Admitted {
-		c.Log.Warn("connection refused", "reason", why.String())
-		if !c.implicit {
+		c.command = []byte("CONNECT")
+		if r := s.Replies.Admission(why); c.implicit {
+			c.Log.Info("refused", "command", "CONNECT", "reason", why.String())
+		} else {
+			c.refused(r)
 			w := bufio.NewWriterSize(deadlineWriter{c.Raw, 5 * time.Second}, 256)
-			s.Replies.Admission(why).WriteReply(w)
+			r.WriteReply(w)
 			w.Flush()
 		}
 		c.Raw.Close()

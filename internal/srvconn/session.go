@@ -30,6 +30,12 @@ type Protocol interface {
 	// CRLF, and returns the reply, or nil when the handler sent its
 	// replies itself.
 	Dispatch(line []byte) Reply
+	// Describe appends to dst what the log may say of a command line: a
+	// known verb, with the arguments that are harmless (an address, a
+	// message number, a SASL mechanism), never a password or a SASL
+	// response; "?" for an unknown verb, which could be a secret sent out
+	// of step.
+	Describe(dst, line []byte) []byte
 	// End ends the session, also after a panic, and returns the
 	// attributes of its "disconnect" log line.
 	End() []any
@@ -44,6 +50,9 @@ type Reply interface {
 	// close), its enhanced status or response code ("" for none) and its
 	// text, for the log.
 	Status() (code, enh, text string)
+	// Refuses reports whether the reply refuses what the client asked
+	// (an SMTP 4yz or 5yz reply, a POP3 -ERR), which the log records.
+	Refuses() bool
 	// Failed reports whether the reply refuses an erroneous command,
 	// which counts against Config.MaxErrors.
 	Failed() bool
@@ -122,6 +131,7 @@ type Conn struct {
 	guard      Guard
 	errors     int
 	loginFails int
+	command    []byte // Protocol.Describe of the command being run
 }
 
 // deadlineWriter gives every write to the connection its own deadline, so
@@ -180,12 +190,27 @@ func (c *Conn) ReadLine() ([]byte, error) {
 // has nothing more pipelined (RFC 2920 section 3.2, RFC 2449 section 6.6
 // let the server batch replies until it would block on input), so the
 // replies to a pipelined group leave in one write.
+//
+// Every reply of a session passes here, so this is where refusals are
+// logged, each once (Conn.refused).
 func (c *Conn) Send(r Reply) {
+	if r.Refuses() {
+		c.refused(r)
+	}
 	if c.Log.Enabled(context.Background(), mailsec.LevelTrace) {
 		code, enh, text := r.Status()
 		c.Log.Log(context.Background(), mailsec.LevelTrace, "reply", "code", code, "enh", enh, "text", text)
 	}
 	r.WriteReply(c.W)
+}
+
+// refused logs a refusal at INFO with what operators need to see why a
+// client failed, as Postfix's "NOQUEUE: reject" lines give it: the client
+// (the logger's "remote"), the command as Protocol.Describe tells it, the
+// reply code, the enhanced status or response code, and the text.
+func (c *Conn) refused(r Reply) {
+	code, enh, text := r.Status()
+	c.Log.Info("refused", "command", string(c.command), "code", code, "enh", enh, "text", text)
 }
 
 // serve is the session loop, from the greeting to the last reply.
@@ -201,6 +226,7 @@ func (c *Conn) serve(p Protocol) {
 
 // step reads and executes one command; false ends the session.
 func (c *Conn) step(p Protocol) bool {
+	c.command = c.command[:0]
 	line, err := c.ReadLine()
 	switch {
 	case errors.Is(err, ErrLineTooLong):
@@ -214,6 +240,7 @@ func (c *Conn) step(p Protocol) bool {
 		c.Send(c.srv.Replies.Shutdown)
 		return false
 	}
+	c.command = p.Describe(c.command, line)
 	// One rule for every verb: the limit is checked before parsing, on
 	// the line as sent.
 	verb, _, _ := bytes.Cut(line, []byte{' '})
@@ -221,7 +248,8 @@ func (c *Conn) step(p Protocol) bool {
 		return c.fail(c.srv.Replies.LineTooLong)
 	}
 	if c.Log.Enabled(context.Background(), mailsec.LevelTrace) {
-		c.Log.Log(context.Background(), mailsec.LevelTrace, "command", "verb", string(bytes.ToUpper(verb)))
+		// What Describe says, so that not even the trace holds a secret.
+		c.Log.Log(context.Background(), mailsec.LevelTrace, "command", "command", string(c.command))
 	}
 	r := p.Dispatch(line)
 	switch {

@@ -25,8 +25,9 @@ func (r *toyReply) WriteReply(w *bufio.Writer) {
 func (r *toyReply) Status() (string, string, string) {
 	return map[bool]string{true: "+", false: "-"}[r.ok], "", r.text
 }
-func (r *toyReply) Failed() bool { return !r.ok }
-func (r *toyReply) Closes() bool { return r.close }
+func (r *toyReply) Refuses() bool { return !r.ok && r.text != "" }
+func (r *toyReply) Failed() bool  { return !r.ok }
+func (r *toyReply) Closes() bool  { return r.close }
 
 // toy is a line protocol: "ok" and "bad", "quit" and "panic"; lines of
 // verb "long" may have 40 octets, others 10.
@@ -59,6 +60,11 @@ func (p *toy) Dispatch(line []byte) Reply {
 		panic("a bug")
 	}
 	return &toyReply{text: "bad"}
+}
+
+func (p *toy) Describe(dst, line []byte) []byte {
+	verb, _, _ := strings.Cut(string(line), " ")
+	return append(dst, verb...)
 }
 
 func (p *toy) End() []any {

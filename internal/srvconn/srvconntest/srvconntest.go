@@ -5,9 +5,16 @@ package srvconntest
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailsec/mailsec"
 )
 
 // BareLines returns, by name, the ways to spoil a command line with a
@@ -49,4 +56,91 @@ func Unanswered(t *testing.T, c net.Conn, r *bufio.Reader, d time.Duration) {
 		t.Fatalf("answered a line without CRLF: %q", b)
 	}
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+}
+
+// Log captures a server's log as JSON lines, safe for the concurrent
+// writes of sessions.
+type Log struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Logger returns a logger writing to l at every level, mailsec's trace
+// included, so that a test of what the log must not hold covers them all.
+func (l *Log) Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: mailsec.LevelTrace}))
+}
+
+// Write implements io.Writer for the handler.
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// Lines returns the records logged with message msg, in order.
+func (l *Log) Lines(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range bytes.Split([]byte(l.String()), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// Refusal is what a "refused" log line says.
+type Refusal struct{ Command, Code, Enh string }
+
+// Refusals returns the "refused" lines of the log, failing t unless each
+// is at INFO and names the client's address.
+func (l *Log) Refusals(t *testing.T) []Refusal {
+	t.Helper()
+	var out []Refusal
+	for _, rec := range l.Lines(t, "refused") {
+		if rec["level"] != "INFO" || rec["remote"] == nil || rec["remote"] == "" {
+			t.Errorf("refusal logged without level INFO and the client's address: %v", rec)
+		}
+		cmd, _ := rec["command"].(string)
+		code, _ := rec["code"].(string)
+		enh, _ := rec["enh"].(string)
+		out = append(out, Refusal{cmd, code, enh})
+	}
+	return out
+}
+
+// Expect fails t unless the log's refusals are want, in order, and unless
+// none of secrets appears anywhere in the log.
+func (l *Log) Expect(t *testing.T, want []Refusal, secrets ...string) {
+	t.Helper()
+	got := l.Refusals(t)
+	if len(got) != len(want) {
+		t.Fatalf("%d refusals logged, want %d:\n%v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("refusal %d logged as %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	all := l.String()
+	for _, s := range secrets {
+		if strings.Contains(all, s) {
+			t.Errorf("the log holds %q:\n%s", s, all)
+		}
+	}
 }
