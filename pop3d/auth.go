@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/mailsec/mailsec/internal/srvconn"
 	"github.com/mailsec/mailsec/sasl"
@@ -68,39 +67,28 @@ func (ss *session) auth(cmd command) *reply {
 			return r
 		}
 	}
-	for {
-		chal, done, err := srv.Next(resp)
-		if err != nil {
-			return ss.authFailed(mech, err)
-		}
-		if done && len(chal) == 0 {
-			return ss.login(srv.Identity(), mech)
-		}
-		// A challenge, or additional data with success (SCRAM's
-		// server-final message), which RFC 5034 section 4 sends as a
-		// continuation answered by an empty line.
-		ss.w.WriteString("+ " + base64.StdEncoding.EncodeToString(chal) + "\r\n")
-		line, err := ss.readCommand()
-		if errors.Is(err, errLineTooLong) {
-			return errReply("", "Authentication exchange line is too long")
-		}
-		if err != nil {
-			if r, ok := err.(*reply); ok {
-				return r
-			}
-			if srvconn.IsTimeout(err) {
-				return errTimeout
-			}
-			return &reply{close: true}
-		}
-		var r *reply
-		if resp, r = decodeResponse(string(line), false); r != nil {
-			return r
-		}
-		if done {
-			return ss.login(srv.Identity(), mech)
-		}
+	r, err := ss.c.Exchange(srv, resp, ss.challenge, decodeSASL, errAuthLineTooLong)
+	switch {
+	case r != nil:
+		return r.(*reply)
+	case err != nil:
+		return ss.authFailed(mech, err)
 	}
+	return ss.login(srv.Identity(), mech)
+}
+
+// challenge sends a SASL challenge as a continuation (RFC 5034 section 4).
+func (ss *session) challenge(chal []byte) {
+	ss.c.W.WriteString("+ " + base64.StdEncoding.EncodeToString(chal) + "\r\n")
+}
+
+// decodeSASL decodes a response line for srvconn.Conn.Exchange.
+func decodeSASL(s string) ([]byte, srvconn.Reply) {
+	b, r := decodeResponse(s, false)
+	if r != nil {
+		return nil, r // a nil *reply would make a non-nil srvconn.Reply
+	}
+	return b, nil
 }
 
 // decodeResponse decodes a client's base64 SASL response; "*" cancels
@@ -126,18 +114,18 @@ func (ss *session) login(identity, mech string) *reply {
 	user := strings.ToLower(identity)
 	box, err := openMaildrop(ss.srv.Store, user)
 	if errors.Is(err, store.ErrLocked) {
-		ss.log.Info("maildrop in use", "user", user)
+		ss.c.Log.Info("maildrop in use", "user", user)
 		// RFC 2449 section 8.1.2: the credentials were fine, the maildrop
 		// is busy; the client may retry later.
 		return errReply("IN-USE", "Maildrop is locked by another session")
 	}
 	if err != nil {
-		ss.log.Error("cannot open maildrop", "user", user, "err", err)
+		ss.c.Log.Error("cannot open maildrop", "user", user, "err", err)
 		// RFC 3206 section 5: a temporary server problem.
 		return errReply("SYS/TEMP", "Cannot open the maildrop, try again later")
 	}
 	ss.box, ss.authUser = box, user
-	ss.log.Info("authenticated", "user", user, "mechanism", mech)
+	ss.c.Log.Info("authenticated", "user", user, "mechanism", mech)
 	if o := ss.srv.Observer; o != nil {
 		o.Auth(ss.info(), mech, true)
 	}
@@ -146,19 +134,13 @@ func (ss *session) login(identity, mech string) *reply {
 }
 
 // authFailed slows down and eventually disconnects a client guessing
-// passwords, like smtpd: each failure waits longer before the -ERR, and
-// after MaxAuthFailures the session ends.
+// passwords, like smtpd (srvconn.Conn.LoginFailed): each failure waits
+// longer before the -ERR, and after MaxAuthFailures the session ends.
 func (ss *session) authFailed(mech string, err error) *reply {
-	ss.authFail++
-	ss.log.Warn("authentication failed", "mechanism", mech, "err", err, "failures", ss.authFail)
 	if o := ss.srv.Observer; o != nil {
 		o.Auth(ss.info(), mech, false)
 	}
-	// The delay grows with the failures of the client's address, not only
-	// of this session: a guesser gains nothing from parallel sessions or
-	// reconnecting.
-	time.Sleep(ss.srv.Limits.authDelay(max(ss.authFail, ss.srv.fails.Add(ss.ip))))
-	if ss.authFail >= ss.srv.Limits.MaxAuthFailures {
+	if ss.c.LoginFailed(mech, err, ss.srv.Limits.AuthFailureDelay) >= ss.srv.Limits.MaxAuthFailures {
 		return closeReply("AUTH", "Too many failed logins, closing")
 	}
 	// RFC 3206 section 4: [AUTH] says the credentials were the problem.

@@ -22,37 +22,22 @@ type Limits struct {
 	// 3 asks for an inactivity autologout timer of at least 10 minutes.
 	// 0 means 10 minutes.
 	IdleTimeout time.Duration
-	// MaxAuthFailures is the number of failed logins after which the
-	// session is closed. 0 means 3.
+	// MaxAuthFailures is the number of failed logins, USER/PASS or AUTH,
+	// after which the session ends with "-ERR [AUTH]". 0 means 3.
 	MaxAuthFailures int
-	// AuthFailureDelay is the pause before the reply to the first failed
-	// login; it doubles with every further failure from the same client
-	// address within srvconn.FailureWindow, whatever the session (at most
-	// 32 times it), to slow down password guessing. 0 means 1 second;
-	// negative means none.
+	// AuthFailureDelay slows down password guessing as smtpd's does: the
+	// first failed login waits this long before its -ERR, and each further
+	// one from the client's address (its /64 for IPv6) within 15 minutes
+	// twice as long as the one before, in any session, up to 32 times it.
+	// 0 means 1 second; negative means no pause.
 	AuthFailureDelay time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&l.MaxSessions, 1000)
-	def(&l.MaxPerIP, 20)
-	def(&l.MaxAuthFailures, 3)
-	if l.IdleTimeout <= 0 {
-		l.IdleTimeout = 10 * time.Minute
-	}
-	switch {
-	case l.AuthFailureDelay == 0:
-		l.AuthFailureDelay = time.Second
-	case l.AuthFailureDelay < 0:
-		l.AuthFailureDelay = 0
-	}
+	srvconn.Default(&l.MaxSessions, 1000)
+	srvconn.Default(&l.MaxPerIP, 20)
+	srvconn.Default(&l.MaxAuthFailures, 3)
+	srvconn.Default(&l.IdleTimeout, 10*time.Minute)
+	l.AuthFailureDelay = srvconn.LoginDelay(l.AuthFailureDelay)
 	return l
 }
-
-// authDelay is the back-off before answering the n-th failed login (n >= 1).
-func (l Limits) authDelay(n int) time.Duration { return srvconn.Backoff(l.AuthFailureDelay, n) }

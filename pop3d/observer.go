@@ -31,5 +31,5 @@ type SessionInfo struct {
 
 // info identifies the session to the Observer.
 func (ss *session) info() SessionInfo {
-	return SessionInfo{ID: ss.id, Kind: ss.kind, Conn: ss.raw}
+	return SessionInfo{ID: ss.c.ID, Kind: ss.kind, Conn: ss.c.Raw}
 }

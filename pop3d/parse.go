@@ -1,6 +1,7 @@
 package pop3d
 
 import (
+	"bytes"
 	"strings"
 )
 
@@ -62,6 +63,33 @@ func parseCommand(line []byte) (command, *reply) {
 		cmd.args = append(cmd.args, a)
 	}
 	return cmd, nil
+}
+
+// describe appends to dst what the log may say of a command line
+// (srvconn.Protocol.Describe): a known verb with its arguments (a user
+// name, message numbers), but for PASS none and for AUTH only the
+// mechanism, never the password or the initial response.
+func describe(dst, line []byte) []byte {
+	verb, arg, _ := bytes.Cut(line, []byte{' '})
+	v := ""
+	for known := range commands {
+		if bytes.EqualFold(verb, []byte(known)) {
+			v = known
+		}
+	}
+	switch v {
+	case "":
+		return append(dst, '?')
+	case "PASS":
+		arg = nil
+	case "AUTH":
+		arg, _, _ = bytes.Cut(arg, []byte{' '})
+	}
+	dst = append(dst, v...)
+	if len(arg) > 0 {
+		dst = append(append(dst, ' '), arg...)
+	}
+	return dst
 }
 
 // msgNumber parses a message-number argument: a decimal number from 1 to

@@ -7,11 +7,12 @@
 // session at a time (RFC 1939 section 8) and messages are only removed when
 // the client ends the session with QUIT (the UPDATE state).
 //
-// Each concern has its own file: session.go (state machine and I/O),
-// parse.go (command parser), stls.go (TLS), auth.go (USER/PASS and SASL),
-// maildrop.go (the locked mailbox and message output), limits.go
-// (resource limits), reply.go (responses), observer.go (events for
-// metrics).
+// Each concern has its own file: session.go (the protocol's part of the
+// srvconn session loop, dispatch by state), parse.go (command parser),
+// stls.go (TLS), auth.go (USER/PASS and SASL), transaction.go (the
+// TRANSACTION and UPDATE commands), maildrop.go (the locked mailbox and
+// message output), limits.go (resource limits), reply.go (responses),
+// observer.go (events for metrics).
 package pop3d
 
 import (
@@ -20,7 +21,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 
 	"github.com/mailsec/mailsec"
@@ -63,20 +63,18 @@ type Server struct {
 	Users sasl.UserStore
 	// Store holds the maildrops. Required.
 	Store *store.Store
-	// Limits bound what one client can take; the zero value holds the
-	// documented defaults.
+	// Limits bound the sessions and the logins of clients; each zero
+	// field means the default it documents.
 	Limits Limits
-	// Logger receives the log with facility "protocol". nil discards.
+	// Logger receives the sessions' log (facility "protocol") and the
+	// handshakes' (facility "tls"). nil discards.
 	Logger *slog.Logger
 	// Observer, when set, is told about logins and retrievals (for
 	// metrics); nil means nobody is told.
 	Observer Observer
 
-	init  sync.Once
-	log   *slog.Logger
-	host  string
-	track srvconn.Tracker[*session]
-	fails srvconn.Failures // failed logins per client address
+	init sync.Once
+	base srvconn.Server
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -84,16 +82,9 @@ var ErrServerClosed = errors.New("pop3d: server closed")
 
 func (s *Server) setup() {
 	s.init.Do(func() {
-		s.log = mailsec.Logger(s.Logger, mailsec.FacilityProtocol)
-		s.host = s.Hostname
-		if s.host == "" {
-			s.host, _ = os.Hostname()
-		}
-		if s.host == "" {
-			s.host = "localhost"
-		}
 		s.Limits = s.Limits.withDefaults()
-		s.track.Init(s.Limits.MaxSessions, s.Limits.MaxPerIP)
+		s.base.Init(s.Logger, s.Hostname, s.Limits.MaxSessions, s.Limits.MaxPerIP, srvconn.Config{
+			Pool: buffers, Timeout: s.Limits.IdleTimeout, MaxLine: maxSASLLine, MaxErrors: maxErrors, Replies: replies})
 	})
 }
 
@@ -104,7 +95,7 @@ func (s *Server) Serve(ln net.Listener, kind Kind) error {
 	if s.TLSConfig == nil || s.Users == nil || s.Store == nil {
 		return mailsec.Errorf(mailsec.Config, "pop3d", nil, "%s listener %s needs TLSConfig, Users and Store", kind, ln.Addr())
 	}
-	if err := s.track.Serve(ln, func(c net.Conn) { s.handle(c, kind) }); err != nil {
+	if err := s.base.Serve(ln, func(c net.Conn) { s.handle(c, kind) }); err != nil {
 		return err
 	}
 	return ErrServerClosed
@@ -118,5 +109,5 @@ func (s *Server) Serve(ln net.Listener, kind Kind) error {
 // than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.setup()
-	return s.track.Shutdown(ctx, func(ss *session) { ss.guard.Kick() }, func(ss *session) { ss.guard.Close() })
+	return s.base.Shutdown(ctx)
 }

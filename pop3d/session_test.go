@@ -312,14 +312,15 @@ func TestIdleTimeoutDeletesNothing(t *testing.T) {
 	}
 }
 
-// Commands must end in CRLF; state-bound commands are refused out of
+// Commands must end in CRLF (a bare LF does not end one: the line goes on
+// to its CRLF and is refused); state-bound commands are refused out of
 // state; many errors end the session.
 func TestHostileCommands(t *testing.T) {
 	e := startServer(t, nil)
 	c := e.dial(STLS)
 	c.cmdErr("STAT")
 	c.cmdErr("RETR 1")
-	c.send("CAPA\n")
+	c.send("CAPA\nCAPA\r\n")
 	c.err()
 	c.cmdErr("CAPA\x00")
 	c.cmdErr("XYZZY")

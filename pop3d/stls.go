@@ -1,12 +1,5 @@
 package pop3d
 
-import (
-	"crypto/tls"
-
-	"github.com/mailsec/mailsec"
-	"github.com/mailsec/mailsec/internal/srvconn"
-)
-
 // stls handles STLS (RFC 2595 section 4).
 func (ss *session) stls(cmd command) *reply {
 	switch {
@@ -16,19 +9,19 @@ func (ss *session) stls(cmd command) *reply {
 		return errReply("", "TLS already active")
 	case len(cmd.args) != 0:
 		return errSyntax
-	case ss.r.Buffered() > 0:
+	case ss.c.R.Buffered() > 0:
 		// Bytes sent after STLS were sent in plaintext, possibly injected
 		// by a man in the middle, and must never be executed as if they
 		// came over TLS (CVE-2011-0411 class). Closing is the only safe
 		// answer.
-		ss.log.Warn("plaintext pipelined after STLS, closing (injection attempt?)", "octets", ss.r.Buffered())
+		ss.c.Log.Warn("plaintext pipelined after STLS, closing (injection attempt?)", "octets", ss.c.R.Buffered())
 		return closeReply("", "Pipelining after STLS is not allowed, closing")
 	}
 	ss.send(okReply("Begin TLS negotiation"))
-	if err := ss.w.Flush(); err != nil {
+	if err := ss.c.W.Flush(); err != nil {
 		return &reply{close: true}
 	}
-	if !ss.handshake(tls.Server(ss.conn, ss.srv.TLSConfig)) {
+	if !ss.handshake() {
 		return &reply{close: true} // nothing can be said outside the failed TLS
 	}
 	// RFC 2595 section 4: the client discards what it learned before TLS,
@@ -39,16 +32,14 @@ func (ss *session) stls(cmd command) *reply {
 	return nil
 }
 
-// handshake runs the server side of a TLS handshake on tc within
-// IdleTimeout and, on success, moves the session onto it with fresh
-// buffers: nothing read before the handshake survives it.
-func (ss *session) handshake(tc *tls.Conn) bool {
-	st, err := srvconn.Handshake(tc, ss.conn, ss.srv.Limits.IdleTimeout,
-		mailsec.Logger(ss.srv.Logger, mailsec.FacilityTLS).With("session", ss.id))
-	if err != nil {
+// handshake runs the server side of a TLS handshake within IdleTimeout
+// and, on success, moves the session onto it with fresh buffers: nothing
+// read before the handshake survives it.
+func (ss *session) handshake() bool {
+	st, ok := ss.c.StartTLS(ss.srv.TLSConfig)
+	if !ok {
 		return false
 	}
 	ss.tls = st
-	ss.setConn(tc)
 	return true
 }

@@ -3,7 +3,6 @@ package smtpd
 import (
 	"encoding/base64"
 	"strings"
-	"time"
 
 	"github.com/mailsec/mailsec/internal/srvconn"
 	"github.com/mailsec/mailsec/sasl"
@@ -40,39 +39,29 @@ func (ss *session) auth(cmd command) *reply {
 			return r
 		}
 	}
-	for {
-		chal, done, err := srv.Next(resp)
-		if err != nil {
-			return ss.authFailed(mech, err)
-		}
-		if done && len(chal) == 0 {
-			return ss.authenticated(srv.Identity(), mech)
-		}
-		// A challenge, or additional data with success (SCRAM's
-		// server-final message), which RFC 4954 section 4 sends as a 334
-		// answered by an empty line.
-		ss.send(rep(334, "", base64.StdEncoding.EncodeToString(chal)))
-		line, err := ss.readCommand()
-		if err == errLineTooLong {
-			return rep(500, "5.5.6", "Authentication exchange line is too long")
-		}
-		if err != nil {
-			if r, ok := err.(*reply); ok {
-				return r
-			}
-			if srvconn.IsTimeout(err) {
-				return errTimeout
-			}
-			return &reply{close: true}
-		}
-		var r *reply
-		if resp, r = decodeResponse(string(line)); r != nil {
-			return r
-		}
-		if done {
-			return ss.authenticated(srv.Identity(), mech)
-		}
+	r, err := ss.c.Exchange(srv, resp, ss.challenge, decodeSASL, errAuthLineTooLong)
+	ss.sync()
+	switch {
+	case r != nil:
+		return r.(*reply)
+	case err != nil:
+		return ss.authFailed(mech, err)
 	}
+	return ss.authenticated(srv.Identity(), mech)
+}
+
+// challenge sends a SASL challenge as a 334 reply (RFC 4954 section 4).
+func (ss *session) challenge(chal []byte) {
+	ss.send(rep(334, "", base64.StdEncoding.EncodeToString(chal)))
+}
+
+// decodeSASL is decodeResponse for srvconn.Conn.Exchange.
+func decodeSASL(s string) ([]byte, srvconn.Reply) {
+	b, r := decodeResponse(s)
+	if r != nil {
+		return nil, r // a nil *reply would make a non-nil srvconn.Reply
+	}
+	return b, nil
 }
 
 // decodeResponse decodes a client's base64 SASL response: "=" is the empty
@@ -100,17 +89,12 @@ func (ss *session) authenticated(user, mech string) *reply {
 }
 
 // authFailed slows down and eventually disconnects a client guessing
-// passwords: each failure from its address waits longer before the 535,
-// and after MaxAuthFailures in the session it ends with 421.
+// passwords (srvconn.Conn.LoginFailed): each failure from its address
+// waits longer before the 535, and after MaxAuthFailures in the session it
+// ends with 421.
 func (ss *session) authFailed(mech string, err error) *reply {
-	ss.authFail++
-	ss.log.Warn("authentication failed", "mechanism", mech, "err", err, "failures", ss.authFail)
 	ss.observeAuth(mech, false)
-	// The delay grows with the failures of the client's address, not only
-	// of this session: a guesser gains nothing from parallel sessions or
-	// reconnecting.
-	time.Sleep(ss.srv.Limits.authDelay(max(ss.authFail, ss.srv.fails.Add(ss.ip))))
-	if ss.authFail >= ss.srv.Limits.MaxAuthFailures {
+	if ss.c.LoginFailed(mech, err, ss.srv.Limits.AuthFailureDelay) >= ss.srv.Limits.MaxAuthFailures {
 		return &reply{code: 421, enh: "4.7.0", text: "Too many failed authentication attempts, closing", close: true}
 	}
 	return rep(535, "5.7.8", "Authentication credentials invalid")

@@ -5,7 +5,9 @@ import (
 	"net/smtp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mailsec/mailsec/internal/srvconn"
 	"github.com/mailsec/mailsec/sasl"
 )
 
@@ -108,8 +110,9 @@ func TestAuthFailures(t *testing.T) {
 
 func TestAuthBackoff(t *testing.T) {
 	l := Limits{AuthFailureDelay: 100}.withDefaults()
-	if l.authDelay(1) != 100 || l.authDelay(3) != 400 || l.authDelay(50) != 3200 {
-		t.Errorf("delays %v %v %v", l.authDelay(1), l.authDelay(3), l.authDelay(50))
+	authDelay := func(n int) time.Duration { return srvconn.Backoff(l.AuthFailureDelay, n) }
+	if authDelay(1) != 100 || authDelay(3) != 400 || authDelay(50) != 3200 {
+		t.Errorf("delays %v %v %v", authDelay(1), authDelay(3), authDelay(50))
 	}
 }
 

@@ -42,32 +42,13 @@ type Limits struct {
 }
 
 func (l Limits) withDefaults() Limits {
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	if l.MaxMessageSize <= 0 {
-		l.MaxMessageSize = 50 << 20
-	}
-	def(&l.MaxRecipients, 100)
-	def(&l.MaxSessions, 1000)
-	def(&l.MaxPerIP, 20)
-	def(&l.MaxAuthFailures, 3)
-	if l.CommandTimeout <= 0 {
-		l.CommandTimeout = 5 * time.Minute
-	}
-	if l.DataTimeout <= 0 {
-		l.DataTimeout = 30 * time.Minute
-	}
-	switch {
-	case l.AuthFailureDelay == 0:
-		l.AuthFailureDelay = time.Second
-	case l.AuthFailureDelay < 0:
-		l.AuthFailureDelay = 0
-	}
+	srvconn.Default(&l.MaxMessageSize, 50<<20)
+	srvconn.Default(&l.MaxRecipients, 100)
+	srvconn.Default(&l.MaxSessions, 1000)
+	srvconn.Default(&l.MaxPerIP, 20)
+	srvconn.Default(&l.MaxAuthFailures, 3)
+	srvconn.Default(&l.CommandTimeout, 5*time.Minute)
+	srvconn.Default(&l.DataTimeout, 30*time.Minute)
+	l.AuthFailureDelay = srvconn.LoginDelay(l.AuthFailureDelay)
 	return l
 }
-
-// authDelay is the back-off before answering the n-th failed AUTH (n >= 1).
-func (l Limits) authDelay(n int) time.Duration { return srvconn.Backoff(l.AuthFailureDelay, n) }

@@ -91,7 +91,7 @@ func refusalOutcome(r *reply) Outcome {
 
 // info identifies the session to the Observer.
 func (ss *session) info() SessionInfo {
-	return SessionInfo{ID: ss.id, Kind: ss.kind, Conn: ss.raw}
+	return SessionInfo{ID: ss.id, Kind: ss.kind, Conn: ss.c.Raw}
 }
 
 // observeAuth tells the Observer, if any, about an AUTH verdict.

@@ -45,6 +45,34 @@ func upperVerb(verb []byte) string {
 	return strings.ToUpper(string(verb))
 }
 
+// describe appends to dst what the log may say of a command line
+// (srvconn.Protocol.Describe): a known verb and, for the commands whose
+// argument names a host, an address or a size, that argument; for AUTH
+// only the mechanism, never the initial response.
+func describe(dst, line []byte) []byte {
+	verb, arg, _ := bytes.Cut(line, []byte{' '})
+	v := ""
+	for _, known := range verbs {
+		if bytes.EqualFold(verb, []byte(known)) {
+			v = known
+		}
+	}
+	switch v {
+	case "":
+		return append(dst, '?')
+	case "AUTH":
+		arg, _, _ = bytes.Cut(arg, []byte{' '})
+	case "EHLO", "HELO", "MAIL", "RCPT", "BDAT", "VRFY", "EXPN":
+	default:
+		arg = nil
+	}
+	dst = append(dst, v...)
+	if len(arg) > 0 {
+		dst = append(append(dst, ' '), arg...)
+	}
+	return dst
+}
+
 // param is one ESMTP parameter of MAIL or RCPT (RFC 5321 section 4.1.2
 // esmtp-param): a keyword with an optional value.
 type param struct {

@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 
 	"github.com/mailsec/mailsec"
@@ -124,11 +123,9 @@ type Server struct {
 	// metrics); nil means nobody is told.
 	Observer Observer
 
-	init  sync.Once
-	log   *slog.Logger
-	host  string
-	track srvconn.Tracker[*session]
-	fails srvconn.Failures // failed logins per client address
+	init sync.Once
+	base srvconn.Server
+	host string // base.Host
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -136,19 +133,13 @@ var ErrServerClosed = errors.New("smtpd: server closed")
 
 func (s *Server) setup() {
 	s.init.Do(func() {
-		s.log = mailsec.Logger(s.Logger, mailsec.FacilityProtocol)
-		s.host = s.Hostname
-		if s.host == "" {
-			s.host, _ = os.Hostname()
-		}
-		if s.host == "" {
-			s.host = "localhost"
-		}
 		if len(s.Domains) == 0 {
 			s.Domains = []string{"localhost"}
 		}
 		s.Limits = s.Limits.withDefaults()
-		s.track.Init(s.Limits.MaxSessions, s.Limits.MaxPerIP)
+		s.base.Init(s.Logger, s.Hostname, s.Limits.MaxSessions, s.Limits.MaxPerIP, srvconn.Config{
+			Pool: buffers, Timeout: s.Limits.CommandTimeout, MaxLine: maxSASLLine, MaxErrors: maxErrors, Replies: replies})
+		s.host = s.base.Host
 	})
 }
 
@@ -163,7 +154,7 @@ func (s *Server) Serve(ln net.Listener, kind Kind, policy Policy) error {
 	if s.TLSConfig == nil && (kind == SMTPS || kind == Submission || policy == TLSRequire) {
 		return mailsec.Errorf(mailsec.Config, "smtpd", nil, "%s listener %s needs a TLS configuration", kind, ln.Addr())
 	}
-	if err := s.track.Serve(ln, func(c net.Conn) { s.handle(c, kind, policy) }); err != nil {
+	if err := s.base.Serve(ln, func(c net.Conn) { s.handle(c, kind, policy) }); err != nil {
 		return err
 	}
 	return ErrServerClosed
@@ -177,5 +168,5 @@ func (s *Server) Serve(ln net.Listener, kind Kind, policy Policy) error {
 // may be called more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.setup()
-	return s.track.Shutdown(ctx, func(ss *session) { ss.guard.Kick() }, func(ss *session) { ss.guard.Close() })
+	return s.base.Shutdown(ctx)
 }

@@ -2,17 +2,14 @@ package smtpd
 
 import (
 	"bufio"
-	"context"
+	"bytes"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/internal/srvconn"
 )
 
@@ -30,8 +27,7 @@ const (
 	// any command line.
 	maxSASLLine = 12288
 	// maxErrors is the number of erroneous commands after which a session
-	// is closed (Postfix's smtpd_hard_error_limit): nobody legitimate needs
-	// that many, and it bounds what a fuzzing or scanning client costs.
+	// is closed (srvconn.Config.MaxErrors).
 	maxErrors = 20
 	// readBufferSize is the input buffer: large so that DATA is read in
 	// bulk with few system calls. It is lent only while a session has
@@ -45,11 +41,9 @@ const (
 // buffers lends the sessions of every Server their readers and writers.
 var buffers = srvconn.NewPool(readBufferSize, writeBufferSize)
 
-// errQuit ends a session after the reply was sent.
-var errQuit = errors.New("quit")
-
-// session is one SMTP connection.
+// session is one SMTP connection; srvconn runs its loop (srvconn.Protocol).
 type session struct {
+	c       *srvconn.Conn
 	srv     *Server
 	kind    Kind
 	policy  Policy
@@ -58,14 +52,9 @@ type session struct {
 	id      string
 	log     *slog.Logger
 
-	raw  net.Conn // the accepted connection
-	conn net.Conn // raw, or the *tls.Conn over it
-	in   *deadlineReader
-	bufs *srvconn.Buffers
-	r    *bufio.Reader // bufs.R
-	w    *bufio.Writer // bufs.W
-
-	guard srvconn.Guard // conn, for Shutdown
+	in *deadlineReader
+	r  *bufio.Reader // c.R
+	w  *bufio.Writer // c.W
 
 	tls      *tls.ConnectionState // nil before TLS
 	tlsTrace string               // the TLS part of Received headers
@@ -73,8 +62,6 @@ type session struct {
 	helo     string               // "" before HELO/EHLO
 	esmtp    bool                 // EHLO rather than HELO
 	authUser string
-	authFail int
-	errors   int
 	tx       *transaction // nil outside a mail transaction
 }
 
@@ -86,148 +73,73 @@ type transaction struct {
 }
 
 // handle runs one connection from accept to close.
-func (s *Server) handle(c net.Conn, kind Kind, policy Policy) {
-	ss := &session{srv: s, kind: kind, policy: policy, ip: srvconn.HostIP(c.RemoteAddr()), id: srvconn.NewID(),
-		raw: c, conn: c}
+func (s *Server) handle(nc net.Conn, kind Kind, policy Policy) {
+	c := s.base.NewConn(nc, kind.String(), kind == SMTPS)
+	ss := &session{c: c, srv: s, kind: kind, policy: policy, ip: c.IP, id: c.ID, log: c.Log}
 	if kind != MX {
 		ss.policy = TLSRequire
 	}
 	ss.literal = addressLiteral(ss.ip)
-	ss.log = s.log.With("session", ss.id, "remote", c.RemoteAddr().String(), "listener", kind.String())
-	if refuse := refusalText[s.track.Admit(ss, ss.ip)]; refuse != "" {
-		ss.log.Warn("connection refused", "reason", refuse)
-		// SMTPS cannot get a plaintext 421, and a TLS handshake is what an
-		// overload should not spend CPU on: just close.
-		if kind != SMTPS {
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			io.WriteString(c, "421 "+refuse+"\r\n")
-		}
-		c.Close()
-		return
-	}
-	defer s.track.Release(ss)
-	defer c.Close()
-	defer func() {
-		// A bug in one session must not take down the server.
-		if p := recover(); p != nil {
-			ss.log.Error("session panic", "panic", p)
-		}
-	}()
-	ss.log.Info("connect")
-	ss.run()
-	// A BDAT delivery left waiting for chunks that will never come is
-	// aborted, so its Backend goroutine ends and stores nothing.
-	ss.reset()
-	ss.bufs.Release()
-	ss.log.Info("disconnect")
+	c.In = ss.reader
+	s.base.Run(c, ss)
 }
 
-// refusalText words the reasons to turn a connection away.
-var refusalText = map[srvconn.Refusal]string{
-	srvconn.ShuttingDown:  "4.3.2 Service shutting down",
-	srvconn.TooMany:       "4.7.0 Too many connections, try again later",
-	srvconn.TooManyFromIP: "4.7.0 Too many connections from your address, try again later",
+// reader puts the transfer deadlines (deadlineReader) under the session's
+// reads from nc.
+func (ss *session) reader(nc net.Conn) io.Reader {
+	ss.in = &deadlineReader{c: nc}
+	return ss.in
 }
 
-// setConn (re)builds the buffered reader and writer on c. After STARTTLS
-// this also discards whatever the old reader had buffered.
-func (ss *session) setConn(c net.Conn) {
-	ss.conn = c
-	ss.guard.Set(c)
-	if ss.bufs != nil {
-		ss.bufs.Release()
-	}
-	ss.in = &deadlineReader{c: c}
-	ss.bufs = buffers.Get(ss.in, c)
-	ss.r, ss.w = ss.bufs.R, ss.bufs.W
-}
-
-func (ss *session) run() {
-	ss.setConn(ss.conn)
-	if ss.kind == SMTPS {
-		tc := tls.Server(ss.conn, ss.srv.TLSConfig)
-		if !ss.handshake(tc) {
-			return
-		}
+// Greet runs the handshake of SMTPS and sends the greeting.
+func (ss *session) Greet() bool {
+	ss.sync()
+	if ss.kind == SMTPS && !ss.handshake() {
+		return false
 	}
 	ss.send(rep(220, "", ss.srv.host+" ESMTP mailsec ready"))
-	for {
-		err := ss.step()
-		if err == nil {
-			continue
-		}
-		var r *reply
-		switch {
-		case errors.Is(err, errQuit):
-		case errors.As(err, &r):
-			ss.send(r)
-		case ss.srv.track.Closed():
-			ss.send(errShutdown)
-		case srvconn.IsTimeout(err):
-			ss.log.Info("timeout")
-			ss.send(errTimeout)
-		case !errors.Is(err, io.EOF):
-			ss.log.Info("connection error", "err", err)
-		}
-		ss.flush()
-		return
-	}
+	return true
 }
 
-// step reads and executes one command. A non-nil error ends the session;
-// if it is a *reply that reply is sent first.
-func (ss *session) step() error {
-	line, err := ss.readCommand()
-	if errors.Is(err, errLineTooLong) || errors.Is(err, errSyntaxChars) {
-		return ss.fail(err.(*reply))
+// LineLimit is 512 octets but for the commands whose extensions grant more.
+func (ss *session) LineLimit(verb []byte) int {
+	switch {
+	case bytes.EqualFold(verb, []byte("MAIL")), bytes.EqualFold(verb, []byte("RCPT")):
+		return maxPathLine
+	case bytes.EqualFold(verb, []byte("AUTH")):
+		return maxSASLLine
 	}
-	if err != nil {
-		return err
-	}
-	if ss.srv.track.Closed() {
-		return errShutdown
-	}
+	return maxCommandLine
+}
+
+// Dispatch parses and executes one command line.
+func (ss *session) Dispatch(line []byte) srvconn.Reply {
+	ss.sync()
 	cmd, perr := parseCommand(line)
 	if perr != nil {
-		return ss.fail(perr)
-	}
-	limit := maxCommandLine
-	switch cmd.verb {
-	case "MAIL", "RCPT":
-		limit = maxPathLine
-	case "AUTH":
-		limit = maxSASLLine
-	}
-	if len(line)+2 > limit {
-		return ss.fail(errLineTooLong)
-	}
-	if ss.log.Enabled(context.Background(), mailsec.LevelTrace) {
-		ss.log.Log(context.Background(), mailsec.LevelTrace, "command", "verb", cmd.verb)
+		return perr
 	}
 	r := ss.dispatch(cmd)
+	// The command deadlines of srvconn hold again until the next transfer.
+	ss.in.stopData()
 	if r == nil {
 		return nil
 	}
-	if r.close {
-		ss.send(r)
-		return errQuit
-	}
-	if r.code >= 500 {
-		return ss.fail(r)
-	}
-	ss.send(r)
+	return r
+}
+
+// Describe tells the log what the command line is (describe).
+func (ss *session) Describe(dst, line []byte) []byte { return describe(dst, line) }
+
+// End aborts a BDAT delivery left waiting for chunks that will never
+// come, so its Backend goroutine ends and stores nothing.
+func (ss *session) End() []any {
+	ss.reset()
 	return nil
 }
 
-// fail answers an erroneous command and counts it against maxErrors.
-func (ss *session) fail(r *reply) error {
-	ss.send(r)
-	if ss.errors++; ss.errors >= maxErrors {
-		ss.log.Warn("too many errors, closing")
-		return &reply{code: 421, enh: "4.7.0", text: "Too many errors, closing transmission channel", close: true}
-	}
-	return nil
-}
+// sync picks up the buffers srvconn may have replaced in a read.
+func (ss *session) sync() { ss.r, ss.w = ss.c.R, ss.c.W }
 
 // dispatch executes cmd and returns the reply, or nil when the handler sent
 // its replies itself.
@@ -319,46 +231,10 @@ func (ss *session) hello(cmd command) *reply {
 	return rep(250, "", strings.Join(ext, "\n"))
 }
 
-// send writes a reply. Output is flushed before the next read only when the
-// client has nothing more pipelined (RFC 2920 section 3.2 lets the server
-// batch replies until it would block on input), so the replies to a
-// pipelined group go out in one write.
-func (ss *session) send(r *reply) {
-	if r.code == 0 {
-		return // a silent close
-	}
-	if ss.log.Enabled(context.Background(), mailsec.LevelTrace) {
-		ss.log.Log(context.Background(), mailsec.LevelTrace, "reply", "code", r.code, "text", r.text)
-	}
-	r.writeTo(ss.w)
-}
+// send writes a reply; srvconn.Conn.Send says when it goes out.
+func (ss *session) send(r *reply) { ss.c.Send(r) }
 
-// flush sends the buffered replies with a write deadline, so that a client
-// that stops reading cannot pin the session forever.
-func (ss *session) flush() error {
-	if ss.w.Buffered() == 0 {
-		return nil
-	}
-	ss.conn.SetWriteDeadline(time.Now().Add(max(ss.srv.Limits.CommandTimeout, 5*time.Second)))
-	return ss.w.Flush()
-}
-
-// readCommand reads one command line, without CRLF, within CommandTimeout
-// (srvconn.NextLine). The returned slice is valid until the next read. A
-// line over maxSASLLine octets is consumed to its end, never buffered
-// whole, and answered with errLineTooLong; one ending in a bare LF is
-// refused (RFC 5321 section 2.3.8).
-func (ss *session) readCommand() ([]byte, error) {
-	ss.in.stopData()
-	line, err := srvconn.NextLine(ss.bufs, &ss.guard, ss.srv.track.Closed, ss.srv.Limits.CommandTimeout, maxSASLLine, ss.flush)
-	ss.r, ss.w = ss.bufs.R, ss.bufs.W
-	switch {
-	case errors.Is(err, srvconn.ErrClosed):
-		return nil, errShutdown
-	case errors.Is(err, srvconn.ErrLineTooLong):
-		return nil, errLineTooLong
-	case errors.Is(err, srvconn.ErrBareLF):
-		return nil, errSyntaxChars
-	}
-	return line, err
-}
+// flush sends the buffered replies; each write has its own deadline
+// (srvconn.Conn.SetConn), so a client that stops reading cannot pin the
+// session forever.
+func (ss *session) flush() error { return ss.w.Flush() }

@@ -1,12 +1,5 @@
 package smtpd
 
-import (
-	"crypto/tls"
-
-	"github.com/mailsec/mailsec"
-	"github.com/mailsec/mailsec/internal/srvconn"
-)
-
 // startTLS handles STARTTLS (RFC 3207).
 func (ss *session) startTLS(cmd command) *reply {
 	switch {
@@ -29,7 +22,7 @@ func (ss *session) startTLS(cmd command) *reply {
 	if err := ss.flush(); err != nil {
 		return errConnection
 	}
-	if !ss.handshake(tls.Server(ss.conn, ss.srv.TLSConfig)) {
+	if !ss.handshake() {
 		return &reply{close: true} // nothing can be said outside the failed TLS
 	}
 	// RFC 3207 section 4.2: discard all knowledge obtained from the client
@@ -40,17 +33,16 @@ func (ss *session) startTLS(cmd command) *reply {
 	return nil
 }
 
-// handshake runs the server side of a TLS handshake on tc within
+// handshake runs the server side of a TLS handshake within
 // CommandTimeout and, on success, moves the session onto it with fresh
 // buffers: nothing read before the handshake survives it.
-func (ss *session) handshake(tc *tls.Conn) bool {
-	st, err := srvconn.Handshake(tc, ss.conn, ss.srv.Limits.CommandTimeout,
-		mailsec.Logger(ss.srv.Logger, mailsec.FacilityTLS).With("session", ss.id))
-	if err != nil {
+func (ss *session) handshake() bool {
+	st, ok := ss.c.StartTLS(ss.srv.TLSConfig)
+	if !ok {
 		return false
 	}
 	ss.tls = st
 	ss.tlsTrace = receivedTLS(st)
-	ss.setConn(tc)
+	ss.sync()
 	return true
 }

@@ -60,9 +60,9 @@ func (b *Buffers) take() {
 
 // Release gives the buffers back for good; whatever they hold is dropped
 // (after STARTTLS that is the point: nothing read before the handshake may
-// be used after it).
+// be used after it). It does nothing on nil or released buffers.
 func (b *Buffers) Release() {
-	if b.R == nil {
+	if b == nil || b.R == nil {
 		return
 	}
 	b.R.Reset(nil)

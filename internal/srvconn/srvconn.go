@@ -1,14 +1,21 @@
-// Package srvconn holds the connection plumbing that mailsec's line-based
-// servers have in common: session admission with global and per-IP limits
-// and graceful shutdown (Tracker), the accept loop (Serve), reading a
-// bounded CRLF-terminated line (ReadLine), the TLS handshake of STARTTLS
-// and implicit TLS (Handshake), buffers lent only while a session works
-// (Pool, Buffers), the connection handle Shutdown kicks and closes
-// (Guard) and small helpers. smtpd and pop3d are built on it.
+// Package srvconn holds the connection plumbing and the session loop that
+// mailsec's line-based servers share. Server.Run runs a session from
+// admission to close the way net/http's conn.serve does for HTTP: the
+// global and per-IP limits and graceful shutdown (Tracker), panic
+// recovery, reading bounded lines that end only at CRLF (ReadLine), one
+// line-length rule checked before parsing, one write-deadline rule (per
+// write), the error limit, and the replies to shutdown and timeouts; the
+// protocol (Protocol: smtpd, pop3d) parses and executes. Beside it: the
+// accept loop (Tracker.Serve), the TLS handshake of STARTTLS and implicit
+// TLS (Handshake, Conn.StartTLS), the SASL exchange of AUTH
+// (Conn.Exchange) and the back-off of failed logins (Conn.LoginFailed),
+// buffers lent only while a session works (Pool, Buffers) and the
+// connection handle Shutdown kicks and closes (Guard).
 package srvconn
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -176,34 +183,59 @@ var (
 	// ErrLineTooLong: the line was longer than the limit; it was consumed
 	// to its end without being buffered whole.
 	ErrLineTooLong = errors.New("line too long")
-	// ErrBareLF: the line ended in LF without CR.
-	ErrBareLF = errors.New("line not terminated by CRLF")
+	// ErrBareCRLF: the line held a bare CR or a bare LF; it was consumed
+	// to its CRLF.
+	ErrBareCRLF = errors.New("bare CR or LF in line")
 )
 
 // ReadLine reads a CRLF-terminated line of at most max octets (with the
-// CRLF) and returns it without the CRLF, valid until the next read. A line
-// longer than max, or than r's buffer, is read to its end piecewise (a
-// 10 MiB line costs no memory) and answered with ErrLineTooLong; a line
-// ending in a bare LF with ErrBareLF, since accepting one invites the
-// smuggling games of SMTP (RFC 5321 section 2.3.8).
+// CRLF) and returns it without the CRLF, valid until the next read.
+//
+// A line ends only at CRLF (RFC 5321 section 2.3.8, RFC 1939 section 3): a
+// bare LF or a bare CR does not end it but spoils it, so that it is
+// consumed to its CRLF and answered with ErrBareCRLF as one line. Taking a
+// bare LF for a line end would run "NOOP<LF>NOOP<CRLF>" as two commands,
+// which is how the SMTP smuggling attacks make a server and a filter in
+// front of it disagree about where a command ends. A line longer than max,
+// or than r's buffer, is read to its end piecewise (a 10 MiB line costs no
+// memory) and answered with ErrLineTooLong.
 func ReadLine(r *bufio.Reader, max int) ([]byte, error) {
-	line, err := r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) || err == nil && len(line) > max {
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = r.ReadSlice('\n')
-		}
-		if err != nil {
+	n, full, bare, prevCR := 0, false, false, false
+	for {
+		piece, err := r.ReadSlice('\n')
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return nil, err
 		}
-		return nil, ErrLineTooLong
+		n += len(piece)
+		body := piece // without its LF
+		if err == nil {
+			body = piece[:len(piece)-1]
+		}
+		// A CR is allowed only right before an LF: as body's last octet,
+		// or as the last octet of the piece before when body is empty.
+		if prevCR && piece[0] != '\n' {
+			bare = true
+		}
+		if i := bytes.IndexByte(body, '\r'); i >= 0 && i != len(body)-1 {
+			bare = true
+		}
+		endCR := len(body) > 0 && body[len(body)-1] == '\r'
+		if err != nil {
+			full, prevCR = true, endCR
+			continue
+		}
+		if !endCR && !(len(body) == 0 && prevCR) {
+			bare, prevCR = true, false // a bare LF: the line goes on
+			continue
+		}
+		switch {
+		case n > max || full:
+			return nil, ErrLineTooLong
+		case bare:
+			return nil, ErrBareCRLF
+		}
+		return body[:len(body)-1], nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	if len(line) < 2 || line[len(line)-2] != '\r' {
-		return nil, ErrBareLF
-	}
-	return line[:len(line)-2], nil
 }
 
 // IsTimeout reports whether err is a passed deadline.

@@ -8,21 +8,72 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mailsec/mailsec/internal/srvconn/srvconntest"
 )
 
 // Lines over the limit or the buffer are consumed whole and refused; the
-// next line is read normally.
+// next line is read normally. A bare LF does not end a line.
 func TestReadLine(t *testing.T) {
-	in := "ok\r\n" + strings.Repeat("x", 100) + "\r\n" + strings.Repeat("y", 5000) + "\r\nbare\nlast\r\n"
+	in := "ok\r\n" + strings.Repeat("x", 100) + "\r\n" + strings.Repeat("y", 5000) + "\r\nbare\nrest\r\nlast\r\n"
 	r := bufio.NewReaderSize(strings.NewReader(in), 64)
 	for _, want := range []struct {
 		line string
 		err  error
-	}{{"ok", nil}, {"", ErrLineTooLong}, {"", ErrLineTooLong}, {"", ErrBareLF}, {"last", nil}, {"", io.EOF}} {
+	}{{"ok", nil}, {"", ErrLineTooLong}, {"", ErrLineTooLong}, {"", ErrBareCRLF}, {"last", nil}, {"", io.EOF}} {
 		got, err := ReadLine(r, 50)
 		if string(got) != want.line || !errors.Is(err, want.err) {
 			t.Fatalf("got %q %v, want %q %v", got, err, want.line, want.err)
 		}
+	}
+}
+
+// A line ends only at CRLF (RFC 5321 section 2.3.8): whatever bare CR or
+// LF it holds, wherever, it is one refused line up to its CRLF, and the
+// line after it is read normally; also when a CR and its LF fall into
+// different buffer-fulls.
+func TestReadLineBareCRLF(t *testing.T) {
+	cases := srvconntest.BareLines("NOOP", "QUIT")
+	cases["LF at end only"] = "NOOP\n"
+	cases["CR then LF"] = "NOOP\r\n\n\r\n"
+	cases["long with LF"] = strings.Repeat("x", 40) + "\n" + strings.Repeat("y", 9) + "\r\n"
+	for name, in := range cases {
+		for _, size := range []int{16, 4096} {
+			t.Run(name+"/"+strconv.Itoa(size), func(t *testing.T) {
+				input := in
+				if name == "LF at end only" {
+					input += "QUIT\r\n" // the line goes on to the next CRLF
+				}
+				if name == "CR then LF" {
+					// "NOOP" CRLF is a good line; the LF after it starts a bad one.
+					if got, err := ReadLine(bufio.NewReaderSize(strings.NewReader(input), size), 100); string(got) != "NOOP" || err != nil {
+						t.Fatalf("got %q %v", got, err)
+					}
+					input = "\n\r\n"
+				}
+				r := bufio.NewReaderSize(strings.NewReader(input+"NEXT\r\n"), size)
+				got, err := ReadLine(r, 100)
+				want := ErrBareCRLF
+				if size < len(input) {
+					want = ErrLineTooLong // longer than the buffer, and bare too: one refusal either way
+				}
+				if got != nil || !errors.Is(err, want) {
+					t.Fatalf("got %q %v, want %v", got, err, want)
+				}
+				if got, err := ReadLine(r, 100); string(got) != "NEXT" || err != nil {
+					t.Fatalf("the line after: %q %v", got, err)
+				}
+			})
+		}
+	}
+	// A CR as the last octet of a full buffer and its LF in the next: a
+	// CRLF, refused only as too long for the buffer.
+	r := bufio.NewReaderSize(strings.NewReader(strings.Repeat("z", 15)+"\r\nok\r\n"), 16)
+	if _, err := ReadLine(r, 100); !errors.Is(err, ErrLineTooLong) {
+		t.Fatalf("CR|LF across buffers: %v", err)
+	}
+	if got, err := ReadLine(r, 100); string(got) != "ok" || err != nil {
+		t.Fatalf("after: %q %v", got, err)
 	}
 }
 

@@ -383,6 +383,31 @@ EOF
 }
 check serve-bare-lf-smuggling-refused t_smuggling
 
+# A command line ends only at CRLF (RFC 5321 section 2.3.8): a line with a
+# bare LF is refused whole with one 500 5.5.2 and none of it runs (QUIT
+# inside it does not close); the server logs that refusal once, with its
+# codes, and its log holds no password of the section's logins.
+t_bare_lf_command() {
+  python3 - "$SV_HOST" "$SV_MX" >"$LOGS/$CHECK.py" 2>&1 <<'EOF' || why "$(tail -n 1 "$LOGS/$CHECK.py")" || return 1
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"EHLO client.test\r\nNOOP\nQUIT\r\nHELP\r\nQUIT\r\n")
+data = b""
+while chunk := s.recv(4096):
+    data += chunk
+finals = [l[:9] for l in data.split(b"\r\n") if l[3:4] == b" "]  # the last line of each reply
+print(finals)
+sys.exit(0 if [r[:3] for r in finals] == [b"220", b"250", b"500", b"214", b"221"] and finals[2] == b"500 5.5.2" else 1)
+EOF
+  local n
+  n=$(grep 'refused' "$SV_DIR/serve.log" | grep -c '5\.5\.2')
+  [[ $n == 1 ]] || why "$n refusal lines with 5.5.2 in serve.log, want 1" || return 1
+  grep -qF "$SV_ALICE_PASS" "$SV_DIR/serve.log" && why "serve.log holds alice's password" && return 1
+  grep -qF "$SV_BOB_PASS" "$SV_DIR/serve.log" && why "serve.log holds bob's password" && return 1
+  return 0
+}
+check serve-bare-lf-command-refused-whole t_bare_lf_command
+
 # The metrics endpoint shows what the section did.
 t_metrics() {
   curl -sS "http://$SV_HOST:$SV_METRICS/metrics" >"$SV_DIR/metrics.txt" 2>"$LOGS/$CHECK.curl" || why "cannot scrape metrics" || return 1
