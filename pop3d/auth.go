@@ -19,7 +19,7 @@ func mechanisms() []string { return sasl.ServerMechanisms() }
 func (ss *session) userCmd(cmd command) *reply {
 	switch {
 	case ss.tls == nil:
-		return errNeedTLS // seed 004: no credentials over plaintext
+		return errNeedTLS // no credentials over plaintext (RFC 2595 section 2.2)
 	case len(cmd.args) != 1:
 		return errSyntax
 	}

@@ -1,8 +1,8 @@
 // Package pop3d is mailsec's POP3 server (RFC 1939) over the per-user
 // Maildirs of package store, for the two kinds of listener a mail host runs:
 // POP3 with STLS (port 110, RFC 2595) and POP3S (port 995, implicit TLS,
-// RFC 8314). The policy is seed 004's inbound rule applied to POP3:
-// credentials are neither advertised nor accepted before TLS; plaintext
+// RFC 8314). The policy is Domino's inbound rule (docs/requirements.md)
+// applied to POP3: credentials are neither advertised nor accepted before TLS; plaintext
 // pipelined behind STLS is never executed; a maildrop is locked for one
 // session at a time (RFC 1939 section 8) and messages are only removed when
 // the client ends the session with QUIT (the UPDATE state).

@@ -135,7 +135,8 @@ func (ss *session) dispatch(cmd command) *reply {
 
 // capa answers CAPA (RFC 2449 section 5) with what is possible in the
 // current state: STLS only before TLS, USER and SASL only inside TLS and
-// before login (seed 004: no credentials in the clear).
+// before login (no credentials in the clear: Domino's rule,
+// docs/requirements.md).
 func (ss *session) capa(cmd command) *reply {
 	if len(cmd.args) != 0 {
 		return errSyntax

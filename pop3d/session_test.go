@@ -20,7 +20,8 @@ const (
 )
 
 // Before TLS neither USER nor SASL is offered or accepted; after STLS
-// they are, and STLS is not (RFC 2595 section 4, seed 004).
+// they are, and STLS is not (RFC 2595 section 4; no credentials in the
+// clear, Domino's rule).
 func TestCredentialsOnlyUnderTLS(t *testing.T) {
 	e := startServer(t, nil)
 	c := e.dial(STLS)
