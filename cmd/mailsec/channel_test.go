@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/internal/wiretest"
+	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/smtp"
 )
 
@@ -54,5 +56,19 @@ func TestProbeMarksCleartextText(t *testing.T) {
 	const mark = " (unverified server text, received before TLS)"
 	if !strings.Contains(out, "greeting  mx.test "+spoof+mark+"\n") || !strings.Contains(out, "before TLS: 8BITMIME"+mark+"\n") {
 		t.Errorf("probe output does not mark the cleartext text:\n%s", out)
+	}
+}
+
+// A relay attempt's stored reply keeps how it was received, and queue show
+// marks a cleartext one, so an operator is not misled by forged text.
+func TestQueueOutcomeMarksCleartextReply(t *testing.T) {
+	rep := &mailsec.Reply{Code: 451, Enhanced: "4.7.1", Lines: []string{spoof}, Channel: mailsec.ChannelCleartext}
+	got := outcomeText(&queue.Outcome{Host: "mx.test", Addr: "127.0.0.1", Reply: rep})
+	if !strings.Contains(got, spoof+" "+mailsec.ChannelCleartext.Mark()) {
+		t.Errorf("outcome %q lacks the cleartext mark", got)
+	}
+	rep.Channel = mailsec.ChannelVerified
+	if got := outcomeText(&queue.Outcome{Reply: rep}); strings.Contains(got, "unverified") {
+		t.Errorf("verified reply marked: %q", got)
 	}
 }

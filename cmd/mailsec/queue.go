@@ -309,6 +309,9 @@ func outcomeText(o *queue.Outcome) string {
 	switch {
 	case o.Reply != nil:
 		fmt.Fprintf(&b, "%d %s %s", o.Reply.Code, o.Reply.Enhanced, o.Reply.Text())
+		if m := o.Reply.Channel.Mark(); m != "" {
+			b.WriteString(" " + m)
+		}
 		if o.Detail != "" && o.Reply.Code >= 400 {
 			b.WriteString(" (" + o.Detail + ")")
 		}
