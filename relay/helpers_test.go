@@ -40,7 +40,7 @@ type sink struct {
 
 func newSink() *sink { return &sink{got: make(chan struct{}, 1000)} }
 
-func (s *sink) Deliver(env *smtpd.Envelope, msg io.Reader) error {
+func (s *sink) Deliver(_ context.Context, env *smtpd.Envelope, msg io.Reader) error {
 	b, err := io.ReadAll(msg)
 	if err != nil {
 		return err

@@ -49,6 +49,14 @@ func (ss *session) messageDone(env *Envelope, octets int64, ioErr error, refusal
 		ss.observeMessage(MessageInfo{Outcome: refusalOutcome(refusal), Octets: octets})
 		return refusal
 	case err != nil:
+		// The Backend's own refusal (RFC 5321 section 4.2.5: a failure
+		// after the data is answered like any other), or a failure it
+		// did not word, which is temporary.
+		if r := replyFor(err, nil); r != nil {
+			ss.log.Info("message refused by the backend", "reason", r.text, "code", r.code, "from", env.From)
+			ss.observeMessage(MessageInfo{Outcome: RefusedPolicy, Octets: octets})
+			return r
+		}
 		ss.log.Error("delivery failed", "err", err)
 		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: octets})
 		return errStoreFailed
@@ -82,7 +90,8 @@ func (ss *session) readyForMessage(badArgs bool) *reply {
 // deliver hands the message, behind a fresh Received header, to the
 // Backend.
 func (ss *session) deliver(msg io.Reader) error {
-	return ss.srv.Backend.Deliver(ss.message(msg))
+	env, m := ss.message(msg)
+	return ss.srv.Backend.Deliver(ss.ctx, env, m)
 }
 
 // message returns a copy of the transaction's envelope and msg behind the

@@ -67,6 +67,10 @@ type session struct {
 
 	guard srvconn.Guard // conn, for Shutdown
 
+	// ctx is the Backend's context, cancelled when the session ends.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	tls      *tls.ConnectionState // nil before TLS
 	tlsTrace string               // the TLS part of Received headers
 	okReply  *reply               // the 250 for an accepted message
@@ -89,6 +93,8 @@ type transaction struct {
 func (s *Server) handle(c net.Conn, kind Kind, policy Policy) {
 	ss := &session{srv: s, kind: kind, policy: policy, ip: srvconn.HostIP(c.RemoteAddr()), id: srvconn.NewID(),
 		raw: c, conn: c}
+	ss.ctx, ss.cancel = context.WithCancel(context.Background())
+	defer ss.cancel()
 	if kind != MX {
 		ss.policy = TLSRequire
 	}
@@ -115,6 +121,7 @@ func (s *Server) handle(c net.Conn, kind Kind, policy Policy) {
 	}()
 	ss.log.Info("connect")
 	ss.run()
+	ss.cancel()
 	// A BDAT delivery left waiting for chunks that will never come is
 	// aborted, so its Backend goroutine ends and stores nothing.
 	ss.reset()
