@@ -193,7 +193,7 @@ func (l localStore) IsLocal(domain string) bool {
 func (l localStore) Exists(box string) bool { return l.users.Exists(box) }
 
 // Deliver implements relay.Local.
-func (l localStore) Deliver(boxes []string, msg io.Reader) error { return l.st.Deliver(boxes, msg) }
+func (l localStore) Deliver(d store.Delivery, msg io.Reader) error { return l.st.DeliverMail(d, msg) }
 
 // TLSReportDir is where the daily TLS reports of a data directory are.
 func TLSReportDir(dataDir string) string { return filepath.Join(dataDir, "tlsrpt") }

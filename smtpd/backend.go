@@ -166,9 +166,25 @@ var ErrRelayDenied = &Error{Code: 550, Enhanced: "5.7.1", Message: "Relay access
 // Maildir is a Backend delivering into the per-user Maildirs of a store.
 type Maildir struct{ Store *store.Store }
 
-// Deliver implements Backend.
+// Deliver implements Backend: it is the final delivery, which adds
+// Return-Path and Delivered-To (store.DeliverMail).
 func (m Maildir) Deliver(_ context.Context, env *Envelope, msg io.Reader) error {
-	return m.Store.Deliver(env.Mailboxes, msg)
+	return m.Store.DeliverMail(env.Delivery(), msg)
+}
+
+// Delivery returns the envelope as the store's final delivery records
+// it: the sender, and each local mailbox once with the address it was
+// first named by.
+func (e *Envelope) Delivery() store.Delivery {
+	d := store.Delivery{From: e.From}
+	seen := map[string]bool{}
+	for _, r := range e.Rcpts {
+		if r.Mailbox != "" && !seen[r.Mailbox] {
+			seen[r.Mailbox] = true
+			d.To = append(d.To, store.LocalRecipient(r.Mailbox, r.Addr))
+		}
+	}
+	return d
 }
 
 // Discard is a Backend that reads and drops every message, for benchmarks

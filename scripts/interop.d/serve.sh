@@ -89,18 +89,31 @@ sv_msg() {
 # sv_file USER ID: the Maildir file holding Message-ID ID, waiting up to 15 s
 sv_file() { wait_maildir "$SV_DATA/mail/$1" "$2" 15; }
 
+# SV_FROM is the envelope sender the senders below use.
+SV_FROM=sender@$SV_DOMAIN
+
 # sv_arrived USER [EXTRA]: the message $SV_MSG arrived for USER, byte for
-# byte (after the Received header mailsec adds, and with CRLF line ends),
-# followed by EXTRA: swaks sends one more CRLF before the end of data.
+# byte (after the Return-Path, Delivered-To and Received header mailsec
+# adds, and with CRLF line ends), followed by EXTRA: swaks sends one more
+# CRLF before the end of data.
 sv_arrived() {
   local f n
   f=$(sv_file "$1" "$SV_ID") || why "no Maildir file with Message-ID <$SV_ID> for $1" || return 1
   { sed 's/$/\r/' "$SV_MSG"; printf '%b' "${2:-}"; } >"$SV_MSG.crlf"
   n=$(stat -c %s "$SV_MSG.crlf")
   tail -c "$n" "$f" | cmp -s - "$SV_MSG.crlf" || why "delivered bytes differ from sent: $(tail -c "$n" "$f" | cmp - "$SV_MSG.crlf" 2>&1 | head -n 1)" || return 1
-  head -n 1 "$f" | grep -q '^Received: ' || why "no Received header on top" || return 1
+  sv_final "$f" "$SV_FROM" "$1@$SV_DOMAIN" || return 1
+  sed -n 3p "$f" | grep -q '^Received: ' || why "no Received header below them" || return 1
   # RFC 8314 section 4.3: the TLS version and cipher are recorded.
   sed '/^\r$/q' "$f" | tr -d '\r\n' | grep -Eq 'TLS1\.[23]' || why "Received header does not name the TLS version"
+}
+
+# sv_final FILE FROM TO: FILE begins with the lines of the final delivery
+# (RFC 5321 section 4.4): Return-Path: <FROM> and Delivered-To: TO.
+sv_final() {
+  local want
+  want=$(printf 'Return-Path: <%s>\r\nDelivered-To: %s\r' "$2" "$3")
+  [[ $(head -n 2 "$1") == "$want" ]] || why "delivered file does not begin with Return-Path <$2> and Delivered-To $3: $(head -n 2 "$1" | tr '\r\n' '  ')"
 }
 
 # t_swaks NAME PORT ARGS...: send with swaks as alice
@@ -109,7 +122,7 @@ t_swaks() {
   shift
   sv_msg random || return 1
   timeout 60 swaks --server "$SV_HOST:$port" --tls-verify --tls-ca-path "$SV_CA" --tls-sni localhost \
-    --from "sender@$SV_DOMAIN" --to "alice@$SV_DOMAIN" --data - "$@" <"$SV_MSG" >"$LOGS/$CHECK.swaks" 2>&1 ||
+    --from "$SV_FROM" --to "alice@$SV_DOMAIN" --data - "$@" <"$SV_MSG" >"$LOGS/$CHECK.swaks" 2>&1 ||
     why "swaks failed: $(grep -E '^ *(<~?|\*\*\*)' "$LOGS/$CHECK.swaks" | tail -n 2 | tr '\n' ' ')" || return 1
   sv_arrived alice '\r\n'
 }
@@ -125,7 +138,7 @@ t_msmtp() {
   chmod 600 "$SV_DIR/msmtprc"
   SV_PW=$SV_ALICE_PASS timeout 60 msmtp -C "$SV_DIR/msmtprc" --host="$SV_HOST" --port="$SV_SUB" --tls=on --tls-starttls=on \
     --tls-trust-file="$SV_CA" --auth="$mech" --user=alice --passwordeval='printf %s "$SV_PW"' \
-    --domain=client.test --from="sender@$SV_DOMAIN" -- "alice@$SV_DOMAIN" <"$SV_MSG" >"$LOGS/$CHECK.msmtp" 2>&1 ||
+    --domain=client.test --from="$SV_FROM" -- "alice@$SV_DOMAIN" <"$SV_MSG" >"$LOGS/$CHECK.msmtp" 2>&1 ||
     why "msmtp failed: $(tail -n 2 "$LOGS/$CHECK.msmtp" | tr '\n' ' ')" || return 1
   sv_arrived alice
 }
@@ -137,31 +150,36 @@ t_curl_smtp() {
   sv_msg dots || return 1
   # curl sends the file as it is; --crlf makes the LF line ends CRLF.
   timeout 60 curl -sS --crlf --url "$url" --cacert "$SV_CA" --user "alice:$SV_ALICE_PASS" \
-    --mail-from "sender@$SV_DOMAIN" --mail-rcpt "alice@$SV_DOMAIN" --upload-file "$SV_MSG" "${@:2}" >"$LOGS/$CHECK.curl" 2>&1 ||
+    --mail-from "$SV_FROM" --mail-rcpt "alice@$SV_DOMAIN" --upload-file "$SV_MSG" "${@:2}" >"$LOGS/$CHECK.curl" 2>&1 ||
     why "curl failed: $(tail -n 1 "$LOGS/$CHECK.curl")" || return 1
   sv_arrived alice
 }
 check serve-curl-smtp-ssl-reqd t_curl_smtp "smtp://localhost:$SV_SUB" --ssl-reqd
 check serve-curl-smtps t_curl_smtp "smtps://localhost:$SV_SMTPS"
 
+# t_smtplib PORT FROM [LOGIN]: send with Python's smtplib over STARTTLS
+# from FROM ("" is the null sender), logged in as alice when LOGIN is set.
 t_smtplib() {
   sv_msg utf8 || return 1
-  SV_PW=$SV_ALICE_PASS timeout 60 python3 - "$SV_HOST" "$SV_SUB" "$SV_CA" "$SV_MSG" "$SV_DOMAIN" >"$LOGS/$CHECK.py" 2>&1 <<'EOF' ||
+  SV_PW=$SV_ALICE_PASS SV_LOGIN=${3:-} timeout 60 python3 - "$SV_HOST" "$1" "$SV_CA" "$SV_MSG" "$SV_DOMAIN" "$2" >"$LOGS/$CHECK.py" 2>&1 <<'EOF' ||
 import os, smtplib, ssl, sys
-host, port, ca, path, dom = sys.argv[1:]
+host, port, ca, path, dom, sender = sys.argv[1:]
 ctx = ssl.create_default_context(cafile=ca)
 with smtplib.SMTP(host, int(port)) as s:
     s.ehlo("client.test")
     s.starttls(context=ctx)
     s.ehlo("client.test")
-    s.login("alice", os.environ["SV_PW"])
+    if os.environ["SV_LOGIN"]:
+        s.login("alice", os.environ["SV_PW"])
     data = open(path, "rb").read().replace(b"\n", b"\r\n")
-    s.sendmail("sender@" + dom, ["alice@" + dom], data)
+    s.sendmail(sender, ["alice@" + dom], data)
 EOF
     why "smtplib failed: $(tail -n 1 "$LOGS/$CHECK.py")" || return 1
-  sv_arrived alice
+  SV_FROM=$2 sv_arrived alice
 }
-check serve-python-smtplib-starttls-login t_smtplib
+check serve-python-smtplib-starttls-login t_smtplib "$SV_SUB" "$SV_FROM" login
+# The MX listener's final delivery, from the null sender: Return-Path: <>.
+check serve-python-smtplib-mx-return-path t_smtplib "$SV_MX" ""
 
 # ---------------------------------------------------------------- POP3
 
@@ -279,7 +297,8 @@ smtpd_tls_security_level = none
 always_add_missing_headers = no
 EOF
   sv_msg random || return 1
-  timeout 60 swaks --server "$SV_HOST:$SV_POSTFIX" --from "sender@client.test" --to "alice@$SV_DOMAIN" \
+  SV_FROM=sender@client.test
+  timeout 60 swaks --server "$SV_HOST:$SV_POSTFIX" --from "$SV_FROM" --to "alice@$SV_DOMAIN" \
     --data - <"$SV_MSG" >"$LOGS/$CHECK.swaks" 2>&1 || why "swaks into the private postfix failed" || return 1
   sv_arrived alice '\r\n' || { why "postfix log: $(grep -E 'status=|TLS' "$SV_PF/maillog" | tail -n 2 | tr '\n' ' ')"; return 1; }
   grep -q "status=sent (250" "$SV_PF/maillog" || why "postfix did not log status=sent" || return 1
