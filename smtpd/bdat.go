@@ -54,9 +54,9 @@ func (ss *session) bdat(cmd command) *reply {
 		pr, pw := io.Pipe()
 		t.pw = pw
 		ss.tx.bdat = t
-		env, msg := ss.message(pr)
+		env, msg, sub := ss.message(pr)
 		go func() {
-			err := ss.srv.Backend.Deliver(ss.ctx, env, msg)
+			err := sub.verdict(ss.srv.Backend.Deliver(ss.ctx, env, msg))
 			pr.CloseWithError(err) // unblocks a writer if the Backend quit early
 			t.result <- err
 		}()
@@ -113,8 +113,8 @@ func (ss *session) bdatWhole(size int64) *reply {
 		return ss.skip(size, errTooBig)
 	}
 	cr := &chunkReader{r: io.LimitedReader{R: ss.r, N: size}}
-	env, msg := ss.message(cr)
-	err := ss.srv.Backend.Deliver(ss.ctx, env, msg)
+	env, msg, sub := ss.message(cr)
+	err := sub.verdict(ss.srv.Backend.Deliver(ss.ctx, env, msg))
 	// A Backend that stopped early leaves the rest of the chunk to read.
 	for cr.ioErr == nil && cr.r.N > 0 {
 		io.Copy(io.Discard, struct{ io.Reader }{cr})

@@ -88,19 +88,23 @@ func (ss *session) readyForMessage(badArgs bool) *reply {
 }
 
 // deliver hands the message, behind a fresh Received header, to the
-// Backend.
+// Backend, and returns its verdict.
 func (ss *session) deliver(msg io.Reader) error {
-	env, m := ss.message(msg)
-	return ss.srv.Backend.Deliver(ss.ctx, env, m)
+	env, m, sub := ss.message(msg)
+	return sub.verdict(ss.srv.Backend.Deliver(ss.ctx, env, m))
 }
 
 // message returns a copy of the transaction's envelope and msg behind the
-// Received header; the result does not refer to the session any more, so
-// it may be used from another goroutine.
-func (ss *session) message(msg io.Reader) (*Envelope, io.Reader) {
-	env := ss.tx.env
-	env.AuthUser = ss.authUser
-	return &env, &headerReader{hdr: ss.received(&env), r: msg}
+// Received header, completed as a submission when the listener is one
+// (sub, nil on MX); the result does not refer to the session any more,
+// so it may be used from another goroutine.
+func (ss *session) message(msg io.Reader) (env *Envelope, m io.Reader, sub *submission) {
+	e := ss.tx.env
+	e.AuthUser = ss.authUser
+	if sub = ss.submission(msg, &e); sub != nil {
+		msg = sub
+	}
+	return &e, &headerReader{hdr: ss.received(&e), r: msg}, sub
 }
 
 // headerReader yields hdr, then r. Unlike io.MultiReader it has no

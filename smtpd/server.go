@@ -12,7 +12,8 @@
 // (command parser), data.go and bdat.go (message readers), starttls.go (TLS
 // policy), auth.go (SASL), limits.go (resource limits), received.go (trace
 // header), backend.go (delivery and the Backend's checks), error.go (the
-// replies of Backend errors), observer.go (events for metrics).
+// replies of Backend errors), submit.go (what the submission listeners add
+// to a message, and the From check), observer.go (events for metrics).
 package smtpd
 
 import (

@@ -1,0 +1,148 @@
+package smtpd
+
+import (
+	"context"
+	"io"
+	"net/mail"
+	"regexp"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+// added matches the fields a submission gets when it lacks them.
+var added = regexp.MustCompile(`Date: ([^\r]+)\r\nMessage-ID: <(\d{14}\.[0-9A-F]{20})@mx\.test>\r\n`)
+
+// complete reads msg through a submission reader, one octet at a time
+// and whole, and returns the result (the same both ways).
+func complete(t *testing.T, msg string) string {
+	t.Helper()
+	var got []string
+	for _, r := range []io.Reader{strings.NewReader(msg), iotest.OneByteReader(strings.NewReader(msg))} {
+		s := &submission{r: r, ctx: context.Background(), host: "mx.test"}
+		b, err := io.ReadAll(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, added.ReplaceAllString(string(b), "[Date and Message-ID]\r\n"))
+	}
+	if got[0] != got[1] {
+		t.Fatalf("read whole and by octets differ: %q, %q", got[0], got[1])
+	}
+	return got[0]
+}
+
+// A submitted message without Date or Message-ID gets them at the end of
+// its header section (RFC 6409 sections 8.2, 8.3); one that has them,
+// whatever their case, is passed through byte for byte; a Date line in
+// the body does not count, and the body is never changed.
+func TestSubmissionCompletesHeader(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"Subject: x\r\ndate: Thu, 03 Dec 2026 15:00:00 +0000\r\nMESSAGE-ID: <a@b>\r\n\r\nbody\r\n",
+			"Subject: x\r\ndate: Thu, 03 Dec 2026 15:00:00 +0000\r\nMESSAGE-ID: <a@b>\r\n\r\nbody\r\n"},
+		{"Subject: x\r\n\r\nDate: in the body\r\nMessage-ID: <body@x>\r\n",
+			"Subject: x\r\n[Date and Message-ID]\r\n\r\nDate: in the body\r\nMessage-ID: <body@x>\r\n"},
+		{"Subject: a\r\n folded\r\nTo: b\r\n\r\n",
+			"Subject: a\r\n folded\r\nTo: b\r\n[Date and Message-ID]\r\n\r\n"},
+		// The header ends at a line that is not a field: the empty line
+		// goes in after the added fields.
+		{"Subject: x\r\nthis is no field\r\nmore\r\n",
+			"Subject: x\r\n[Date and Message-ID]\r\n\r\nthis is no field\r\nmore\r\n"},
+		{"Subject: only a header\r\n", "Subject: only a header\r\n[Date and Message-ID]\r\n"},
+		{"Subject: no CRLF at the end", "Subject: no CRLF at the end\r\n[Date and Message-ID]\r\n"},
+		{"", "[Date and Message-ID]\r\n"},
+	} {
+		if got := complete(t, tc.in); got != tc.want {
+			t.Errorf("%q:\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+	}
+	s := &submission{r: strings.NewReader("Message-ID: <x@y>\r\n\r\n"), ctx: context.Background(), host: "mx.test"}
+	b, _ := io.ReadAll(s)
+	d, rest, ok := strings.Cut(strings.TrimPrefix(string(b), "Message-ID: <x@y>\r\nDate: "), "\r\n")
+	if tm, err := mail.ParseDate(d); !ok || err != nil || time.Since(tm) > time.Minute || rest != "\r\n" {
+		t.Errorf("only the Date added: %q (%v)", b, err)
+	}
+}
+
+// Message-IDs are unique.
+func TestSubmissionMessageIDsDiffer(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		s := &submission{r: strings.NewReader("\r\n"), ctx: context.Background(), host: "mx.test"}
+		b, _ := io.ReadAll(s)
+		m := added.FindStringSubmatch(string(b))
+		if m == nil || seen[m[2]] {
+			t.Fatalf("Message-ID %q", b)
+		}
+		seen[m[2]] = true
+	}
+}
+
+// Only the header section is held: the added fields come out before the
+// body has been read, so a large body streams.
+func TestSubmissionStreams(t *testing.T) {
+	pr, pw := io.Pipe()
+	s := &submission{r: pr, ctx: context.Background(), host: "mx.test"}
+	go pw.Write([]byte("Subject: big\r\n\r\nfirst body line\r\n"))
+	var got []byte
+	buf := make([]byte, 64)
+	deadline := time.After(5 * time.Second)
+	for !strings.Contains(string(got), "first body line") {
+		done := make(chan struct{})
+		var n int
+		go func() { n, _ = s.Read(buf); close(done) }()
+		select {
+		case <-done:
+		case <-deadline:
+			t.Fatalf("blocked waiting for the rest of the body; got %q", got)
+		}
+		got = append(got, buf[:n]...)
+	}
+	pw.Close()
+	if !added.Match(got) {
+		t.Errorf("got %q", got)
+	}
+}
+
+// On the Submission and SMTPS listeners, by DATA and BDAT, a message
+// without Date and Message-ID gets them; on MX the same message is
+// stored as it came.
+func TestSubmissionListenersAddFields(t *testing.T) {
+	e := startServer(t, nil)
+	const msg = "Subject: bare\r\n\r\nbody\r\n"
+	for _, k := range []Kind{Submission, SMTPS} {
+		c := e.submitter(k, "client.test")
+		c.cmd("MAIL FROM:<alice@localhost>", 250)
+		c.cmd("RCPT TO:<bob@localhost>", 250)
+		c.cmd("DATA", 354)
+		c.cmd(msg+".", 250)
+		c.cmd("MAIL FROM:<alice@localhost>", 250)
+		c.cmd("RCPT TO:<bob@localhost>", 250)
+		c.send(bdatChunk("Subject: bare\r\n", false))
+		c.expect(250)
+		c.send(bdatChunk("\r\nbody\r\n", true))
+		c.expect(250)
+	}
+	m := e.newMail("bob")
+	if len(m) != 4 {
+		t.Fatalf("bob: %d messages", len(m))
+	}
+	for _, got := range m {
+		_, rest, _ := strings.Cut(got, "\r\nSubject: bare\r\n")
+		if !added.MatchString(rest) || !strings.HasSuffix(rest, ">\r\n\r\nbody\r\n") {
+			t.Errorf("submitted message not completed: %q", got)
+		}
+	}
+
+	c := mxTransaction(e)
+	c.cmd("DATA", 354)
+	c.cmd(msg+".", 250)
+	m = e.newMail("alice")
+	if len(m) != 1 {
+		t.Fatalf("alice: %d messages", len(m))
+	}
+	if _, rest, _ := strings.Cut(m[0], "\r\nSubject: bare\r\n"); rest != "\r\nbody\r\n" || strings.Contains(m[0], "Message-ID") {
+		t.Errorf("MX rewrote the message: %q", m)
+	}
+}
