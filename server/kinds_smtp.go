@@ -38,12 +38,16 @@ func newSMTPServer(env *Env) *smtpd.Server {
 	if env.Queue != nil {
 		b.RelayRule = smtpd.RelayRule{Submitters: true, Networks: trustedNetworks(&c.Relay)}
 	}
+	var be smtpd.Backend = checkedBackend{b, newSenderRule(c)}
+	if c.Submission.SenderLoginMismatch == "allow" {
+		be = b
+	}
 	return &smtpd.Server{
 		Hostname:  c.Hostname,
 		Domains:   c.Domains,
 		TLSConfig: env.TLS,
 		Users:     env.Users,
-		Backend:   b,
+		Backend:   be,
 		Logger:    env.Logger,
 		Observer:  obs,
 		Limits: smtpd.Limits{

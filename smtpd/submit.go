@@ -46,7 +46,9 @@ type submission struct {
 	hasDate bool
 	hasID   bool
 	from    []byte // the From field values, unfolded, comma-separated
-	err     error  // the source's error, returned once out is empty
+	// fromTooLong is set when From went beyond maxFromField.
+	fromTooLong bool
+	err         error // the source's error, returned once out is empty
 
 	// refusal is the FromChecker's verdict; Read returns it from then on,
 	// so the Backend stores nothing.
@@ -157,9 +159,15 @@ func (s *submission) headerLine(l []byte) {
 	s.out = append(s.out, l...)
 }
 
-// addFrom appends part of the From field, without its line end.
+// addFrom appends part of the From field, without its line end, up to
+// maxFromField octets.
 func (s *submission) addFrom(b []byte) {
-	s.from = append(s.from, bytes.TrimRight(b, "\r\n")...)
+	b = bytes.TrimRight(b, "\r\n")
+	if len(s.from)+len(b) > maxFromField {
+		s.fromTooLong = true
+		return
+	}
+	s.from = append(s.from, b...)
 }
 
 // endOfHeader adds the missing fields, then sep (the empty line, or nil
@@ -194,10 +202,10 @@ func (s *submission) endOfHeader(sep []byte) {
 // the refusal, if any.
 func (s *submission) checkFrom() *reply {
 	var addrs []string
+	if s.fromTooLong {
+		return errFromUnreadable
+	}
 	if len(s.from) > 0 {
-		if len(s.from) > maxFromField {
-			return errFromUnreadable
-		}
 		list, err := fromParser.ParseList(string(s.from))
 		if err != nil {
 			return errFromUnreadable

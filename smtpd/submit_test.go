@@ -2,10 +2,12 @@ package smtpd
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/mail"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -145,4 +147,127 @@ func TestSubmissionListenersAddFields(t *testing.T) {
 	if _, rest, _ := strings.Cut(m[0], "\r\nSubject: bare\r\n"); rest != "\r\nbody\r\n" || strings.Contains(m[0], "Message-ID") {
 		t.Errorf("MX rewrote the message: %q", m)
 	}
+}
+
+// fromBackend refuses From addresses other than alice's and records what
+// CheckFrom was told.
+type fromBackend struct {
+	captureBackend
+	mu   sync.Mutex
+	seen []string
+}
+
+func (b *fromBackend) CheckFrom(_ context.Context, s SessionInfo, env *Envelope, from []string) error {
+	b.mu.Lock()
+	b.seen = append(b.seen, s.Kind.String()+" "+s.AuthUser+" "+env.From+" "+strings.Join(from, ","))
+	b.mu.Unlock()
+	for _, a := range from {
+		if a != "alice@localhost" {
+			return errors.New("not alice") // no reply of its own: 550 5.7.1
+		}
+	}
+	return nil
+}
+
+// The FromChecker gets the addresses of a submitted message's From
+// fields, unfolded, whatever their display names; its refusal refuses
+// the message whole, by DATA and by BDAT in chunks, and nothing reaches
+// the Backend's store. The MX listener never asks it.
+func TestFromChecker(t *testing.T) {
+	be := &fromBackend{}
+	e := startServer(t, func(s *Server) { s.Backend = be })
+	c := e.submitter(Submission, "client.test")
+	c.cmd("MAIL FROM:<alice@localhost>", 250)
+	c.cmd("RCPT TO:<bob@localhost>", 250)
+	c.cmd("DATA", 354)
+	if txt := c.cmd("From: =?utf-8?q?Alice?= <alice@localhost>,\r\n Mallory\r\n\t<mallory@evil.test>\r\nSubject: x\r\n\r\nbody\r\n.", 550); txt != "550 5.7.1 From header field refused" {
+		t.Errorf("DATA: %q", txt)
+	}
+
+	c.cmd("MAIL FROM:<alice@localhost>", 250)
+	c.cmd("RCPT TO:<bob@localhost>", 250)
+	c.send(bdatChunk("From: mallory@evil.test\r\nSubject: x\r\n\r\n", false))
+	code, text := c.read()
+	if code == 250 {
+		c.send(bdatChunk("body\r\n", true))
+		code, text = c.read()
+	}
+	if want := "550 5.7.1 From header field refused"; text != want {
+		t.Errorf("BDAT: %d %q, want %q", code, text, want)
+	}
+	c.cmd("RSET", 250)
+	c.cmd("MAIL FROM:<alice@localhost>", 250)
+	c.cmd("RCPT TO:<bob@localhost>", 250)
+	c.cmd("DATA", 354)
+	c.cmd("From: Alice <alice@localhost>\r\n\r\nok\r\n.", 250)
+
+	mx := mxTransaction(e)
+	mx.cmd("DATA", 354)
+	mx.cmd("From: mallory@evil.test\r\n\r\nx\r\n.", 250)
+
+	if len(be.envs) != 2 {
+		t.Errorf("backend stored %d messages, want 2", len(be.envs))
+	}
+	want := []string{
+		"submission alice alice@localhost alice@localhost,mallory@evil.test",
+		"submission alice alice@localhost mallory@evil.test",
+		"submission alice alice@localhost alice@localhost",
+	}
+	if strings.Join(be.seen, "\n") != strings.Join(want, "\n") {
+		t.Errorf("CheckFrom saw\n%s\nwant\n%s", strings.Join(be.seen, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// allowAll is a FromChecker that accepts every author.
+type allowAll struct{}
+
+func (allowAll) CheckFrom(context.Context, SessionInfo, *Envelope, []string) error { return nil }
+
+// A From field folded beyond maxFromField is not held whole: it is
+// refused as unreadable.
+func TestSubmissionFromBounded(t *testing.T) {
+	long := "From: a@b" + strings.Repeat(",\r\n c@d", maxFromField/4) + "\r\n\r\nbody\r\n"
+	s := &submission{r: strings.NewReader(long), ctx: context.Background(), host: "mx.test", check: allowAll{}}
+	if _, err := io.ReadAll(s); err != errFromUnreadable {
+		t.Errorf("err %v", err)
+	}
+	if len(s.from) > maxFromField {
+		t.Errorf("held %d octets of From", len(s.from))
+	}
+	s = &submission{r: strings.NewReader("From: a@b,\r\n c@d\r\n\r\nbody\r\n"), ctx: context.Background(), host: "mx.test", check: allowAll{}}
+	if b, err := io.ReadAll(s); err != nil || !strings.HasSuffix(string(b), "\r\n\r\nbody\r\n") {
+		t.Errorf("%q %v", b, err)
+	}
+}
+
+var (
+	addedDate = regexp.MustCompile(`Date: [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}\r\n`)
+	addedID   = regexp.MustCompile(`Message-ID: <\d{14}\.[0-9A-F]{20}@mx\.test>\r\n`)
+)
+
+// FuzzSubmission checks that completing a submission only ever adds the
+// Date and Message-ID fields and line ends, never loses or reorders an
+// octet, and does not depend on how the reads fall.
+func FuzzSubmission(f *testing.F) {
+	for _, s := range []string{"Subject: x\r\n\r\nbody\r\n", "Date: x\r\n\r\n", "no header\r\n", "Subject: x",
+		"A: b\r\n c\r\nMessage-ID: <x>\r\nFrom: a@b\r\n\r\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		var outs []string
+		for _, r := range []io.Reader{strings.NewReader(in), iotest.OneByteReader(strings.NewReader(in))} {
+			b, err := io.ReadAll(&submission{r: r, ctx: context.Background(), host: "mx.test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := addedDate.ReplaceAllString(string(b), "")
+			outs = append(outs, addedID.ReplaceAllString(out, ""))
+		}
+		if outs[0] != outs[1] {
+			t.Fatalf("reads change the result: %q, %q", outs[0], outs[1])
+		}
+		if strings.ReplaceAll(outs[0], "\r\n", "") != strings.ReplaceAll(in, "\r\n", "") {
+			t.Fatalf("%q became %q", in, outs[0])
+		}
+	})
 }
