@@ -113,8 +113,15 @@ func TestPartialRefusalBounces(t *testing.T) {
 	if to := got[0].env.To; len(to) != 1 || to[0] != "bob@example.test" {
 		t.Errorf("delivered to %v", to)
 	}
+	if strings.Contains(got[0].body, "Return-Path:") || strings.Contains(got[0].body, "Delivered-To:") {
+		t.Errorf("relayed mail got final-delivery headers:\n%s", got[0].body)
+	}
 	bounces := waitMail(t, e.local, "alice", 1)
 	b := bounces[0]
+	// The notice's final delivery: from the null sender, to the sender.
+	if !strings.HasPrefix(b, "Return-Path: <>\r\nDelivered-To: alice@local.test\r\n") {
+		t.Errorf("bounce does not begin with its final delivery's headers:\n%s", b)
+	}
 	for _, want := range []string{"report-type=delivery-status", "Final-Recipient: rfc822; nobody@example.test",
 		"Action: failed", "Status: 5.1.1", "Diagnostic-Code: smtp; 550 5.1.1", "Remote-MTA: dns; mx1.example.test",
 		"Subject: Undelivered Mail Returned to Sender", "From: \"Mail Delivery System\" <MAILER-DAEMON@relay.test>"} {
@@ -124,6 +131,24 @@ func TestPartialRefusalBounces(t *testing.T) {
 	}
 	if strings.Contains(b, "Final-Recipient: rfc822; bob@example.test") {
 		t.Errorf("the delivered recipient was bounced too")
+	}
+}
+
+// A queued message for a local recipient is delivered into its mailbox
+// with the final delivery's Return-Path and Delivered-To, and only there.
+func TestLocalDeliveryHeaders(t *testing.T) {
+	d := startDest(t, "127.0.0.2", 0, nil, smtpd.MX, nil)
+	e := newEnv(t, d.port(), nil)
+	e.mx("example.test", 10, "mx1.example.test", "127.0.0.2")
+	id := e.submit("carol@far.test", "Alice@LOCAL.test", "bob@example.test")
+	got := d.wait(t, 1)
+	e.gone(id)
+	b := waitMail(t, e.local, "alice", 1)[0]
+	if !strings.HasPrefix(b, "Return-Path: <carol@far.test>\r\nDelivered-To: alice@local.test\r\nReceived: from client.test") {
+		t.Errorf("local copy:\n%s", b)
+	}
+	if strings.Contains(got[0].body, "Return-Path:") {
+		t.Errorf("relayed copy:\n%s", got[0].body)
 	}
 }
 

@@ -40,7 +40,7 @@ type sink struct {
 
 func newSink() *sink { return &sink{got: make(chan struct{}, 1000)} }
 
-func (s *sink) Deliver(env *smtpd.Envelope, msg io.Reader) error {
+func (s *sink) Deliver(_ context.Context, env *smtpd.Envelope, msg io.Reader) error {
 	b, err := io.ReadAll(msg)
 	if err != nil {
 		return err
@@ -166,8 +166,8 @@ type testLocal struct {
 
 func (l *testLocal) IsLocal(d string) bool { return strings.EqualFold(d, "local.test") }
 func (l *testLocal) Exists(b string) bool  { return l.boxes[b] }
-func (l *testLocal) Deliver(b []string, r io.Reader) error {
-	return l.st.Deliver(b, r)
+func (l *testLocal) Deliver(d store.Delivery, r io.Reader) error {
+	return l.st.DeliverMail(d, r)
 }
 
 // mail returns the messages in a local mailbox.

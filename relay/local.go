@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/queue"
+	"github.com/mailsec/mailsec/store"
 )
 
 // Local is the local mail store as the relay sees it: which domains are
@@ -17,8 +18,10 @@ type Local interface {
 	IsLocal(domain string) bool
 	// Exists reports whether a mailbox (a lower-case local part) exists.
 	Exists(mailbox string) bool
-	// Deliver stores the message durably in every mailbox.
-	Deliver(mailboxes []string, msg io.Reader) error
+	// Deliver stores the message durably in every mailbox of d: it is
+	// the final delivery, which records the envelope in each copy
+	// (store.DeliverMail).
+	Deliver(d store.Delivery, msg io.Reader) error
 }
 
 // mailbox returns the local mailbox of addr, "" when it is not local.
@@ -37,7 +40,7 @@ func (r *Relay) mailbox(addr string) string {
 // recipients idx, all in one delivery.
 func (r *Relay) deliverLocal(ctx context.Context, e *queue.Entry, idx []int) map[int]result {
 	out := map[int]result{}
-	var boxes []string
+	d := store.Delivery{From: e.From}
 	var ok []int
 	seen := map[string]bool{}
 	local := &queue.Outcome{TLS: &queue.TLSRecord{Policy: "local"}}
@@ -50,7 +53,7 @@ func (r *Relay) deliverLocal(ctx context.Context, e *queue.Entry, idx []int) map
 		ok = append(ok, k)
 		if !seen[box] {
 			seen[box] = true
-			boxes = append(boxes, box)
+			d.To = append(d.To, store.LocalRecipient(box, e.Recipients[k].Addr))
 		}
 	}
 	if len(ok) == 0 {
@@ -58,7 +61,7 @@ func (r *Relay) deliverLocal(ctx context.Context, e *queue.Entry, idx []int) map
 	}
 	body, err := r.o.Queue.Body(ctx, e.ID)
 	if err == nil {
-		err = r.o.Local.Deliver(boxes, body)
+		err = r.o.Local.Deliver(d, body)
 		body.Close()
 	}
 	if err != nil {

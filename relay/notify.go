@@ -8,6 +8,7 @@ import (
 
 	"github.com/mailsec/mailsec/dsn"
 	"github.com/mailsec/mailsec/queue"
+	"github.com/mailsec/mailsec/store"
 )
 
 // notify tells the sender about the recipients idx: a bounce (RFC 3464
@@ -83,7 +84,9 @@ func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results m
 		return
 	}
 	if box := r.mailbox(e.From); box != "" && r.o.Local.Exists(box) {
-		if err := r.o.Local.Deliver([]string{box}, bytes.NewReader(buf.Bytes())); err == nil {
+		// A notice has the null reverse path (RFC 5321 section 4.5.5).
+		d := store.Delivery{To: []store.Recipient{store.LocalRecipient(box, e.From)}}
+		if err := r.o.Local.Deliver(d, bytes.NewReader(buf.Bytes())); err == nil {
 			r.log.Info("notice delivered to the local sender", "id", e.ID, "event", event, "to", e.From)
 			return
 		}

@@ -127,7 +127,7 @@ mkmsg() {
   local f=$1 id=$2 kind=$3 cte=7bit
   [[ $kind == utf8 ]] && cte=8bit
   {
-    printf 'From: Interop Sender <sender@%s>\n' "$MAIL_DOMAIN"
+    printf 'From: Interop Sender <%s>\n' "${MKMSG_FROM:-sender@$MAIL_DOMAIN}"
     printf 'To: Alice <%s>\n' "$ALICE_ADDR"
     printf 'Subject: mailsec interop %s %s\n' "$CHECK" "$kind"
     printf 'Date: %s\n' "$(LC_ALL=C date -R)"

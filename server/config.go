@@ -44,6 +44,8 @@ type Config struct {
 	Relay RelayConfig `toml:"relay"`
 	// Queue selects where outbound mail waits.
 	Queue QueueConfig `toml:"queue"`
+	// Submission says who authenticated users may send as.
+	Submission SubmissionConfig `toml:"submission"`
 }
 
 // TLSConfig names the server certificate and key (PEM files). Both empty
@@ -163,6 +165,9 @@ func (c *Config) check() error {
 		}
 	}
 	if err := c.Relay.check(); err != nil {
+		return err
+	}
+	if err := c.Submission.check(); err != nil {
 		return err
 	}
 	return c.Queue.check()

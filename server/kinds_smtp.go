@@ -34,20 +34,22 @@ func newSMTPServer(env *Env) *smtpd.Server {
 	if env.Metrics != nil {
 		obs = smtpObserver{env.Metrics}
 	}
-	var backend smtpd.Backend = smtpd.Maildir{Store: env.Store}
+	b := &backend{local: smtpd.Maildir{Store: env.Store}, q: env.Queue}
 	if env.Queue != nil {
-		backend = queueBackend{local: smtpd.Maildir{Store: env.Store}, q: env.Queue}
+		b.RelayRule = smtpd.RelayRule{Submitters: true, Networks: trustedNetworks(&c.Relay)}
+	}
+	var be smtpd.Backend = checkedBackend{b, newSenderRule(c)}
+	if c.Submission.SenderLoginMismatch == "allow" {
+		be = b
 	}
 	return &smtpd.Server{
-		Hostname:      c.Hostname,
-		Domains:       c.Domains,
-		TLSConfig:     env.TLS,
-		Users:         env.Users,
-		Backend:       backend,
-		Relay:         env.Queue != nil,
-		RelayNetworks: trustedNetworks(&c.Relay),
-		Logger:        env.Logger,
-		Observer:      obs,
+		Hostname:  c.Hostname,
+		Domains:   c.Domains,
+		TLSConfig: env.TLS,
+		Users:     env.Users,
+		Backend:   be,
+		Logger:    env.Logger,
+		Observer:  obs,
 		Limits: smtpd.Limits{
 			MaxMessageSize:   c.Limits.MaxMessageSize,
 			MaxRecipients:    c.Limits.MaxRecipients,

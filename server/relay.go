@@ -18,7 +18,6 @@ import (
 	"github.com/mailsec/mailsec/relay"
 	"github.com/mailsec/mailsec/resolve"
 	"github.com/mailsec/mailsec/sasl"
-	"github.com/mailsec/mailsec/smtpd"
 	"github.com/mailsec/mailsec/store"
 	"github.com/mailsec/mailsec/tlsconf"
 	"github.com/mailsec/mailsec/tlsrpt"
@@ -194,30 +193,7 @@ func (l localStore) IsLocal(domain string) bool {
 func (l localStore) Exists(box string) bool { return l.users.Exists(box) }
 
 // Deliver implements relay.Local.
-func (l localStore) Deliver(boxes []string, msg io.Reader) error { return l.st.Deliver(boxes, msg) }
-
-// queueBackend stores what smtpd accepts: mail for local mailboxes only
-// straight into the Maildirs, anything with a relayed recipient into the
-// queue whole, local recipients included, so that a message is
-// acknowledged after one durable write and is never half accepted.
-type queueBackend struct {
-	local smtpd.Maildir
-	q     queue.Queue
-}
-
-// Deliver implements smtpd.Backend.
-func (b queueBackend) Deliver(env *smtpd.Envelope, msg io.Reader) error {
-	if !env.Relayed() {
-		return b.local.Deliver(env, msg)
-	}
-	qe := &queue.Envelope{From: env.From, AuthUser: env.AuthUser, UTF8: env.UTF8, Body: env.Body,
-		Ret: env.Ret, EnvID: env.EnvID, RequireTLS: env.RequireTLS}
-	for _, r := range env.Rcpts {
-		qe.Recipients = append(qe.Recipients, queue.Recipient{Addr: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt})
-	}
-	_, err := b.q.Enqueue(context.Background(), qe, msg)
-	return err
-}
+func (l localStore) Deliver(d store.Delivery, msg io.Reader) error { return l.st.DeliverMail(d, msg) }
 
 // TLSReportDir is where the daily TLS reports of a data directory are.
 func TLSReportDir(dataDir string) string { return filepath.Join(dataDir, "tlsrpt") }

@@ -19,10 +19,11 @@ import (
 	"github.com/mailsec/mailsec/tlsconf"
 )
 
-// printer is a server Backend that prints what each message is.
-type printer struct{}
+// printer is a server Backend that prints what each message is. Its
+// RelayRule takes recipients of any domain from loopback clients.
+type printer struct{ smtpd.RelayRule }
 
-func (printer) Deliver(env *smtpd.Envelope, msg io.Reader) error {
+func (*printer) Deliver(_ context.Context, env *smtpd.Envelope, msg io.Reader) error {
 	m, err := mail.ReadMessage(msg)
 	if err != nil {
 		return err
@@ -38,9 +39,9 @@ func (printer) Deliver(env *smtpd.Envelope, msg io.Reader) error {
 // A real program sends to its provider, whose certificate the system
 // roots verify without any of this.
 func exampleServer() (string, *x509.CertPool, func()) {
-	srv := &smtpd.Server{Hostname: "mx.example.net", Domains: []string{"mx.example.net"}, Backend: printer{},
-		TLSConfig:     &tls.Config{Certificates: []tls.Certificate{wiretest.Cert()}},
-		RelayNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	srv := &smtpd.Server{Hostname: "mx.example.net", Domains: []string{"mx.example.net"},
+		Backend:   &printer{smtpd.RelayRule{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}},
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{wiretest.Cert()}}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)

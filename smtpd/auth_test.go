@@ -75,7 +75,9 @@ func TestAuthMechanismsAndDelivery(t *testing.T) {
 		c.cmd("MAIL FROM:<alice@localhost>", 250)
 		c.cmd("RCPT TO:<bob@localhost>", 250)
 		c.cmd("DATA", 354)
-		c.send("Subject: " + mech + "\r\n\r\nhi\r\n.\r\n")
+		// Complete, so that the submission server adds nothing.
+		hdr := "Subject: " + mech + "\r\nDate: Thu, 03 Dec 2026 15:00:00 +0000\r\nMessage-ID: <" + mech + "@client.test>\r\n"
+		c.send(hdr + "\r\nhi\r\n.\r\n")
 		c.expect(250)
 		m := e.newMail("bob")
 		if len(m) != i+1 {
@@ -83,7 +85,7 @@ func TestAuthMechanismsAndDelivery(t *testing.T) {
 		}
 		found := false
 		for _, msg := range m {
-			if strings.HasSuffix(msg, "\r\nSubject: "+mech+"\r\n\r\nhi\r\n") &&
+			if strings.HasSuffix(msg, "\r\n"+hdr+"\r\nhi\r\n") &&
 				strings.Contains(msg, "(using TLS1.3 with cipher TLS_") && strings.Contains(msg, "with ESMTPSA id") {
 				found = true
 			}
@@ -141,7 +143,7 @@ func TestNetSMTPClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write([]byte("Subject: net/smtp\n\n.dot line\nend\n"))
+	w.Write([]byte("Subject: net/smtp\nDate: Thu, 03 Dec 2026 15:00:00 +0000\nMessage-ID: <1@client.test>\n\n.dot line\nend\n"))
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func TestNetSMTPClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := e.newMail("bob")
-	if len(m) != 1 || !strings.HasSuffix(m[0], "\r\nSubject: net/smtp\r\n\r\n.dot line\r\nend\r\n") {
+	if len(m) != 1 || !strings.HasSuffix(m[0], "\r\nSubject: net/smtp\r\nDate: Thu, 03 Dec 2026 15:00:00 +0000\r\nMessage-ID: <1@client.test>\r\n\r\n.dot line\r\nend\r\n") {
 		t.Fatalf("got %q", m)
 	}
 }

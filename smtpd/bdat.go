@@ -54,9 +54,9 @@ func (ss *session) bdat(cmd command) *reply {
 		pr, pw := io.Pipe()
 		t.pw = pw
 		ss.tx.bdat = t
-		env, msg := ss.message(pr)
+		env, msg, sub := ss.message(pr)
 		go func() {
-			err := ss.srv.Backend.Deliver(env, msg)
+			err := sub.verdict(ss.srv.Backend.Deliver(ss.ctx, env, msg))
 			pr.CloseWithError(err) // unblocks a writer if the Backend quit early
 			t.result <- err
 		}()
@@ -83,9 +83,14 @@ func (ss *session) bdat(cmd command) *reply {
 		return r
 	}
 	if !last {
-		if w.err != nil { // the Backend failed; the transaction is over
-			ss.endTransaction(FailedStore)
-			return errStoreFailed
+		if w.err != nil { // the Backend failed or refused; the transaction is over
+			r := replyFor(w.err, errStoreFailed)
+			o := FailedStore
+			if r != errStoreFailed {
+				o = RefusedPolicy
+			}
+			ss.endTransaction(o)
+			return r
 		}
 		return rep(250, "2.0.0", strconv.FormatInt(size, 10)+" octets received")
 	}
@@ -108,8 +113,8 @@ func (ss *session) bdatWhole(size int64) *reply {
 		return ss.skip(size, errTooBig)
 	}
 	cr := &chunkReader{r: io.LimitedReader{R: ss.r, N: size}}
-	env, msg := ss.message(cr)
-	err := ss.srv.Backend.Deliver(env, msg)
+	env, msg, sub := ss.message(cr)
+	err := sub.verdict(ss.srv.Backend.Deliver(ss.ctx, env, msg))
 	// A Backend that stopped early leaves the rest of the chunk to read.
 	for cr.ioErr == nil && cr.r.N > 0 {
 		io.Copy(io.Discard, struct{ io.Reader }{cr})

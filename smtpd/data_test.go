@@ -76,7 +76,7 @@ func TestDeliveryByteForByte(t *testing.T) {
 		if len(m) != 1 {
 			t.Fatalf("%s: %d messages", u, len(m))
 		}
-		hdr, rest, ok := strings.Cut(m[0], "\r\nSubject: t")
+		hdr, rest, ok := strings.Cut(afterFinal(t, m[0], "x@y.test", u+"@localhost"), "\r\nSubject: t")
 		if !ok || !strings.HasPrefix(hdr, "Received: from client.test ([127.0.0.1])\r\n\tby mx.test (mailsec) with ESMTP id ") {
 			t.Fatalf("%s: message %q", u, m[0])
 		}
@@ -243,7 +243,7 @@ func TestBDAT(t *testing.T) {
 	c.send("BDAT 7 LAST\r\nhello\r\n")
 	c.expect(250)
 	m := e.newMail("alice")
-	if len(m) != 1 || !strings.HasPrefix(m[0], "Received: ") || !strings.Contains(m[0], "\tfor <alice@localhost>;\r\n") ||
+	if len(m) != 1 || !strings.HasPrefix(afterFinal(t, m[0], "x@y.test", "alice@localhost"), "Received: ") || !strings.Contains(m[0], "\tfor <alice@localhost>;\r\n") ||
 		!strings.HasSuffix(m[0], " +0000\r\nSubject: b\r\n\r\nhello\r\n") && !strings.Contains(m[0], "\r\nSubject: b\r\n\r\nhello\r\n") {
 		t.Fatalf("got %q", m)
 	}

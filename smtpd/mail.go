@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"net/netip"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -32,6 +31,11 @@ func (ss *session) mail(cmd command) *reply {
 	}
 	if !isASCII(p.addr) && !tx.env.UTF8 {
 		return rep(553, "5.6.7", "Non-ASCII sender address requires SMTPUTF8") // RFC 6531 section 3.5
+	}
+	if c, ok := ss.srv.Backend.(SenderChecker); ok {
+		if err := c.CheckSender(ss.ctx, ss.info(), p.addr); err != nil {
+			return ss.refused("sender check failed", err, errCheckFailed)
+		}
 	}
 	ss.tx = tx
 	return okSender
@@ -122,52 +126,55 @@ func (ss *session) rcpt(cmd command) *reply {
 	if r := ss.rcptParams(p.params, &rc); r != nil {
 		return r
 	}
-	if p.domain != "" && !ss.srv.isLocal(p.domain) {
-		if !ss.mayRelay() {
-			// Never an open relay: only an authenticated submitter, or a
-			// client in networks the operator trusts by name, may send
-			// to other domains (RFC 5321 section 7.1, RFC 6409 section 4.3).
-			return rep(550, "5.7.1", "Relay access denied")
+	if p.domain != "" && ss.srv.isLocal(p.domain) {
+		box := strings.ToLower(p.local)
+		if strings.HasPrefix(box, "\"") || ss.srv.Users == nil || !ss.srv.Users.Exists(box) {
+			return rep(550, "5.1.1", "User unknown")
 		}
-		if strings.HasPrefix(p.domain, "[") {
-			// An address literal would let a submitter aim the relay at
-			// any address, the relay's own network included.
-			return rep(553, "5.1.2", "Address literals are not relayed")
-		}
-		tx.env.To = append(tx.env.To, p.addr)
-		tx.env.Rcpts = append(tx.env.Rcpts, rc)
-		return okRecipient
+		rc.Mailbox = box
 	}
-	box := strings.ToLower(p.local)
-	if strings.HasPrefix(box, "\"") || ss.srv.Users == nil || !ss.srv.Users.Exists(box) {
-		return rep(550, "5.1.1", "User unknown")
+	if r := ss.checkRecipient(&rc, p.domain); r != nil {
+		return r
 	}
-	rc.Mailbox = box
 	tx.env.To = append(tx.env.To, p.addr)
 	tx.env.Rcpts = append(tx.env.Rcpts, rc)
-	if !tx.boxes[box] { // one copy per mailbox however often it is named
+	if box := rc.Mailbox; box != "" && !tx.boxes[box] { // one copy per mailbox however often it is named
 		tx.boxes[box] = true
 		tx.env.Mailboxes = append(tx.env.Mailboxes, box)
 	}
 	return okRecipient
 }
 
-// mayRelay reports whether this client may send to other domains: an
-// authenticated submitter when the server relays, or a client whose
-// address is in RelayNetworks. The MX listener relays for nobody who did
-// not authenticate, and it offers no AUTH.
-func (ss *session) mayRelay() bool {
-	if ss.srv.Relay && ss.kind != MX && ss.authUser != "" {
-		return true
-	}
-	if a, err := netip.ParseAddr(ss.ip); err == nil {
-		for _, p := range ss.srv.RelayNetworks {
-			if p.Contains(a.Unmap()) {
-				return true
-			}
+// checkRecipient asks the Backend's RecipientChecker about rc, whose
+// domain is given; without one only local mailboxes are taken (RFC 5321
+// section 7.1: never an open relay).
+func (ss *session) checkRecipient(rc *Rcpt, domain string) *reply {
+	c, ok := ss.srv.Backend.(RecipientChecker)
+	switch {
+	case !ok && rc.Mailbox == "":
+		return replyFor(ErrRelayDenied, nil)
+	case ok:
+		if err := c.CheckRecipient(ss.ctx, ss.info(), rc); err != nil {
+			return ss.refused("recipient check failed", err, errCheckFailed)
 		}
 	}
-	return false
+	if rc.Mailbox == "" && strings.HasPrefix(domain, "[") {
+		// An address literal would let a submitter aim the relay at any
+		// address, the relay's own network included.
+		return rep(553, "5.1.2", "Address literals are not relayed")
+	}
+	return nil
+}
+
+// refused returns the reply of a check's error, or, when it carries none
+// (the check itself failed: a database down), logs the error and returns
+// fallback.
+func (ss *session) refused(what string, err error, fallback *reply) *reply {
+	if r := replyFor(err, nil); r != nil {
+		return r
+	}
+	ss.log.Error(what, "err", err)
+	return fallback
 }
 
 // rcptParams checks the ESMTP parameters of RCPT TO, only DSN's (RFC 3461

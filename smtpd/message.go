@@ -45,10 +45,16 @@ func (ss *session) messageDone(env *Envelope, octets int64, ioErr error, refusal
 		ss.observeMessage(MessageInfo{Outcome: FailedTransfer, Octets: octets})
 		return connFailed(ioErr)
 	case refusal != nil:
-		ss.log.Warn("message refused", "reason", refusal.text, "from", env.From)
 		ss.observeMessage(MessageInfo{Outcome: refusalOutcome(refusal), Octets: octets})
 		return refusal
 	case err != nil:
+		// The Backend's own refusal (RFC 5321 section 4.2.5: a failure
+		// after the data is answered like any other), or a failure it
+		// did not word, which is temporary.
+		if r := replyFor(err, nil); r != nil {
+			ss.observeMessage(MessageInfo{Outcome: RefusedPolicy, Octets: octets})
+			return r
+		}
 		ss.log.Error("delivery failed", "err", err)
 		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: octets})
 		return errStoreFailed
@@ -80,18 +86,23 @@ func (ss *session) readyForMessage(badArgs bool) *reply {
 }
 
 // deliver hands the message, behind a fresh Received header, to the
-// Backend.
+// Backend, and returns its verdict.
 func (ss *session) deliver(msg io.Reader) error {
-	return ss.srv.Backend.Deliver(ss.message(msg))
+	env, m, sub := ss.message(msg)
+	return sub.verdict(ss.srv.Backend.Deliver(ss.ctx, env, m))
 }
 
 // message returns a copy of the transaction's envelope and msg behind the
-// Received header; the result does not refer to the session any more, so
-// it may be used from another goroutine.
-func (ss *session) message(msg io.Reader) (*Envelope, io.Reader) {
-	env := ss.tx.env
-	env.AuthUser = ss.authUser
-	return &env, &headerReader{hdr: ss.received(&env), r: msg}
+// Received header, completed as a submission when the listener is one
+// (sub, nil on MX); the result does not refer to the session any more,
+// so it may be used from another goroutine.
+func (ss *session) message(msg io.Reader) (env *Envelope, m io.Reader, sub *submission) {
+	e := ss.tx.env
+	e.AuthUser = ss.authUser
+	if sub = ss.submission(msg, &e); sub != nil {
+		msg = sub
+	}
+	return &e, &headerReader{hdr: ss.received(&e), r: msg}, sub
 }
 
 // headerReader yields hdr, then r. Unlike io.MultiReader it has no

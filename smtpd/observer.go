@@ -1,7 +1,9 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -18,7 +20,8 @@ type Observer interface {
 	Message(s SessionInfo, m MessageInfo)
 }
 
-// SessionInfo says which session an event belongs to.
+// SessionInfo says which session an event belongs to, and who its client
+// is, for the Observer and the Backend's checks.
 type SessionInfo struct {
 	// ID is the session id of the log and the Received header.
 	ID string
@@ -28,6 +31,14 @@ type SessionInfo struct {
 	// connection TLS runs over), so that an observer that wrapped the
 	// listener can recognise its own connections.
 	Conn net.Conn
+	// RemoteAddr is the client's IP address.
+	RemoteAddr netip.Addr
+	// Helo is the name the client gave in EHLO or HELO, "" before.
+	Helo string
+	// AuthUser is the SASL identity of the client, "" when anonymous.
+	AuthUser string
+	// TLS is the connection's TLS state, nil before TLS.
+	TLS *tls.ConnectionState
 }
 
 // MessageInfo is the outcome of one message transfer.
@@ -60,10 +71,13 @@ const (
 	FailedTransfer
 	// FailedStore: the Backend could not store it (451 4.3.0).
 	FailedStore
+	// RefusedPolicy: the Backend refused it with a reply of its own
+	// (an *Error), or its FromChecker did.
+	RefusedPolicy
 )
 
 // String returns the outcome's metric label: accepted, size, content,
-// transfer or store.
+// transfer, store or policy.
 func (o Outcome) String() string {
 	switch o {
 	case RefusedSize:
@@ -74,6 +88,8 @@ func (o Outcome) String() string {
 		return "transfer"
 	case FailedStore:
 		return "store"
+	case RefusedPolicy:
+		return "policy"
 	}
 	return "accepted"
 }
@@ -91,7 +107,9 @@ func refusalOutcome(r *reply) Outcome {
 
 // info identifies the session to the Observer.
 func (ss *session) info() SessionInfo {
-	return SessionInfo{ID: ss.id, Kind: ss.kind, Conn: ss.c.Raw}
+	addr, _ := netip.ParseAddr(ss.ip)
+	return SessionInfo{ID: ss.id, Kind: ss.kind, Conn: ss.c.Raw, RemoteAddr: addr, Helo: ss.helo,
+		AuthUser: ss.authUser, TLS: ss.tls}
 }
 
 // observeAuth tells the Observer, if any, about an AUTH verdict.

@@ -47,9 +47,9 @@ func TestRefusalsLogged(t *testing.T) {
 		{Command: "?", Code: "500", Enh: "5.5.1"},
 		{Command: "AUTH PLAIN", Code: "538", Enh: "5.7.11"},
 		{Command: "MAIL FROM:<x@y.test> SIZE=999999999999", Code: "552", Enh: "5.3.4"},
-		{Command: "RCPT TO:<nobody@localhost>", Code: "550", Enh: "5.1.1"},
-		{Command: "RCPT TO:<bob@elsewhere.test>", Code: "550", Enh: "5.7.1"},
-		{Command: "DATA", Code: "554", Enh: "5.6.0"},
+		{Command: "RCPT TO:<nobody@localhost>", Code: "550", Enh: "5.1.1", From: "<x@y.test>"},
+		{Command: "RCPT TO:<bob@elsewhere.test>", Code: "550", Enh: "5.7.1", From: "<x@y.test>"},
+		{Command: "DATA", Code: "554", Enh: "5.6.0", From: "<x@y.test>"},
 		{Command: "", Code: "500", Enh: "5.5.2"}, // a line with a bare LF is no command
 		{Command: "MAIL FROM:<alice@localhost>", Code: "530", Enh: "5.7.0"},
 		{Command: "AUTH LOGIN", Code: "535", Enh: "5.7.8"},

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"context"
 	"io"
 	"net/netip"
 	"strings"
@@ -8,13 +9,15 @@ import (
 	"testing"
 )
 
-// captureBackend keeps the envelopes it is given.
+// captureBackend keeps the envelopes it is given; its RelayRule says who
+// may relay.
 type captureBackend struct {
+	RelayRule
 	mu   sync.Mutex
 	envs []*Envelope
 }
 
-func (b *captureBackend) Deliver(env *Envelope, msg io.Reader) error {
+func (b *captureBackend) Deliver(_ context.Context, env *Envelope, msg io.Reader) error {
 	if _, err := io.Copy(io.Discard, msg); err != nil {
 		return err
 	}
@@ -28,8 +31,8 @@ func (b *captureBackend) Deliver(env *Envelope, msg io.Reader) error {
 // even when the server relays for its users, and address literals are
 // refused so the relay cannot be aimed at an arbitrary address.
 func TestRelayOnlyForAuthenticatedSubmitters(t *testing.T) {
-	be := &captureBackend{}
-	e := startServer(t, func(s *Server) { s.Relay = true; s.Backend = be })
+	be := &captureBackend{RelayRule: RelayRule{Submitters: true}}
+	e := startServer(t, func(s *Server) { s.Backend = be })
 
 	mx := e.dial(MX)
 	mx.cmd("EHLO client.test", 250)
@@ -38,11 +41,7 @@ func TestRelayOnlyForAuthenticatedSubmitters(t *testing.T) {
 	mx.cmd("MAIL FROM:<x@y.test>", 250)
 	mx.cmd("RCPT TO:<someone@elsewhere.test>", 550)
 
-	c := e.dial(Submission)
-	c.cmd("EHLO client.test", 250)
-	c.starttls()
-	c.cmd("EHLO client.test", 250)
-	c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==", 235)
+	c := e.submitter(Submission, "client.test")
 	c.cmd("MAIL FROM:<alice@localhost> RET=HDRS ENVID=q+2Bid BODY=8BITMIME", 250)
 	c.cmd("RCPT TO:<carol@elsewhere.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;carol@elsewhere.test", 250)
 	c.cmd("RCPT TO:<bob@localhost>", 250)
@@ -67,23 +66,17 @@ func TestRelayOnlyForAuthenticatedSubmitters(t *testing.T) {
 	}
 }
 
-// Without Relay an authenticated user still cannot relay; RelayNetworks
-// trusts a client address explicitly, on any listener.
+// Without RelayRule.Submitters an authenticated user still cannot relay;
+// RelayRule.Networks trusts a client address explicitly, on any listener.
 func TestRelayNetworks(t *testing.T) {
 	be := &captureBackend{}
 	e := startServer(t, func(s *Server) { s.Backend = be })
-	c := e.dial(Submission)
-	c.cmd("EHLO client.test", 250)
-	c.starttls()
-	c.cmd("EHLO client.test", 250)
-	c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==", 235)
+	c := e.submitter(Submission, "client.test")
 	c.cmd("MAIL FROM:<alice@localhost>", 250)
 	c.cmd("RCPT TO:<carol@elsewhere.test>", 550)
 
-	e2 := startServer(t, func(s *Server) {
-		s.Backend = be
-		s.RelayNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-	})
+	be2 := &captureBackend{RelayRule: RelayRule{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}
+	e2 := startServer(t, func(s *Server) { s.Backend = be2 })
 	mx := e2.dial(MX)
 	mx.cmd("EHLO client.test", 250)
 	mx.cmd("MAIL FROM:<app@localhost>", 250)

@@ -11,7 +11,9 @@
 // Each concern has its own file: session.go (state machine), parse.go
 // (command parser), data.go and bdat.go (message readers), starttls.go (TLS
 // policy), auth.go (SASL), limits.go (resource limits), received.go (trace
-// header), backend.go (delivery), observer.go (events for metrics).
+// header), backend.go (delivery and the Backend's checks), error.go (the
+// replies of Backend errors), submit.go (what the submission listeners add
+// to a message, and the From check), observer.go (events for metrics).
 package smtpd
 
 import (
@@ -20,7 +22,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 
 	"github.com/mailsec/mailsec"
@@ -101,18 +102,11 @@ type Server struct {
 	// Users authenticates clients and lists mailboxes. nil means no AUTH
 	// and no local recipients.
 	Users Users
-	// Backend stores accepted messages. Required.
+	// Backend stores accepted messages, and decides on senders and
+	// recipients when it implements SenderChecker or RecipientChecker:
+	// without the latter the server accepts local mailboxes only, so it
+	// relays only for a Backend that says who may (RelayRule). Required.
 	Backend Backend
-	// Relay lets authenticated clients of the Submission and SMTPS
-	// listeners send to any domain; the Backend then gets recipients with
-	// no Mailbox and must queue them for delivery. false refuses every
-	// non-local recipient with 550 5.7.1.
-	Relay bool
-	// RelayNetworks are client networks that may relay without
-	// authenticating, on any listener (Postfix's mynetworks); empty
-	// means none. Only for explicitly trusted hosts: a wide prefix here
-	// makes an open relay.
-	RelayNetworks []netip.Prefix
 	// Limits bound what one client can take; the zero value holds the
 	// documented defaults.
 	Limits Limits
@@ -163,8 +157,9 @@ func (s *Server) Serve(ln net.Listener, kind Kind, policy Policy) error {
 // Shutdown stops the listeners and ends the sessions gracefully: a session
 // waiting for a command is sent "421 4.3.2" at once, a session in the
 // middle of DATA or BDAT finishes the message and gets the 421 at its next
-// command. When ctx ends first the remaining connections are closed, which
-// aborts their deliveries (nothing half-written reaches new/). Shutdown
+// command. When ctx ends first the remaining connections are closed and
+// their Backends' contexts cancelled, which aborts their deliveries
+// (nothing half-written reaches new/). Shutdown
 // may be called more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.setup()

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -56,6 +57,10 @@ type session struct {
 	r  *bufio.Reader // c.R
 	w  *bufio.Writer // c.W
 
+	// ctx is the Backend's context (srvconn.Conn.Context): it ends with
+	// the session.
+	ctx context.Context
+
 	tls      *tls.ConnectionState // nil before TLS
 	tlsTrace string               // the TLS part of Received headers
 	okReply  *reply               // the 250 for an accepted message
@@ -75,13 +80,23 @@ type transaction struct {
 // handle runs one connection from accept to close.
 func (s *Server) handle(nc net.Conn, kind Kind, policy Policy) {
 	c := s.base.NewConn(nc, kind.String(), kind == SMTPS)
-	ss := &session{c: c, srv: s, kind: kind, policy: policy, ip: c.IP, id: c.ID, log: c.Log}
+	ss := &session{c: c, srv: s, kind: kind, policy: policy, ip: c.IP, id: c.ID, log: c.Log,
+		ctx: c.Context()}
 	if kind != MX {
 		ss.policy = TLSRequire
 	}
 	ss.literal = addressLiteral(ss.ip)
 	c.In = ss.reader
+	c.Attrs = ss.refusalAttrs
 	s.base.Run(c, ss)
+}
+
+// refusalAttrs names the transaction a refusal belongs to in the log.
+func (ss *session) refusalAttrs() []any {
+	if ss.tx == nil {
+		return nil
+	}
+	return []any{"from", "<" + ss.tx.env.From + ">"}
 }
 
 // reader puts the transfer deadlines (deadlineReader) under the session's

@@ -74,24 +74,104 @@ func (s *Store) maildir(user string) (string, error) {
 	return dir, nil
 }
 
-// Deliver streams r into the new/ directory of every user's Maildir and
-// returns nil only when every copy is durable. The message is written once:
-// the first copy goes through tmp/, the others are hard links to it (the
-// Maildir way of delivering one file to many boxes), falling back to a copy
-// across file systems. Any error, including one returned by r (the SMTP
-// layer uses that to reject a message after the fact), removes every copy
-// made so far: delivery is all or nothing.
-func (s *Store) Deliver(users []string, r io.Reader) (err error) {
-	if len(users) == 0 {
+// Deliver streams r into the new/ directory of every user's Maildir, as
+// it is, and returns nil only when every copy is durable. The message is
+// written once: the first copy goes through tmp/, the others are hard
+// links to it (the Maildir way of delivering one file to many boxes),
+// falling back to a copy across file systems. Any error, including one
+// returned by r (the SMTP layer uses that to reject a message after the
+// fact), removes every copy made so far: delivery is all or nothing.
+func (s *Store) Deliver(users []string, r io.Reader) error {
+	copies := make([]copySpec, len(users))
+	for i, u := range users {
+		copies[i].user = u
+	}
+	return s.deliver(copies, r)
+}
+
+// Delivery is the SMTP envelope of a final delivery, which DeliverMail
+// records in each copy.
+type Delivery struct {
+	// From is the reverse path, "" for the null sender <>.
+	From string
+	// To are the mailboxes, each once.
+	To []Recipient
+}
+
+// Recipient is one mailbox of a Delivery.
+type Recipient struct {
+	// Mailbox is the user whose Maildir gets the copy.
+	Mailbox string
+	// Addr is the recipient address the mailbox was reached by, as
+	// Delivered-To names it (user@domain).
+	Addr string
+}
+
+// LocalRecipient is the Recipient for mailbox, reached by addr: the
+// mailbox at addr's domain, both in lower case, since local parts are
+// matched to mailboxes without regard to case.
+func LocalRecipient(mailbox, addr string) Recipient {
+	domain := ""
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		domain = "@" + strings.ToLower(addr[at+1:])
+	}
+	return Recipient{Mailbox: mailbox, Addr: mailbox + domain}
+}
+
+// DeliverMail is the final delivery of a message from SMTP into local
+// mailboxes: like Deliver, all or nothing and durable before it returns,
+// but each copy begins with "Return-Path: <From>", which RFC 5321 section
+// 4.4 requires the final delivery to add, and "Delivered-To: Addr", as
+// Postfix's local delivery adds (mail loops show up in it, and a reader
+// sees which of its addresses a message came to). Since the copies differ
+// in their first lines, each mailbox gets its own file: the message is
+// streamed into the first and copied from it into the others.
+func (s *Store) DeliverMail(d Delivery, r io.Reader) error {
+	if !headerSafe(d.From) {
+		return mailsec.Errorf(mailsec.Data, "store", nil, "invalid reverse path %q", d.From)
+	}
+	ret := "Return-Path: <" + d.From + ">\r\n"
+	copies := make([]copySpec, len(d.To))
+	for i, rc := range d.To {
+		if !headerSafe(rc.Addr) {
+			return mailsec.Errorf(mailsec.Data, "store", nil, "invalid recipient %q", rc.Addr)
+		}
+		copies[i] = copySpec{user: rc.Mailbox, prefix: ret + "Delivered-To: " + rc.Addr + "\r\n"}
+	}
+	return s.deliver(copies, r)
+}
+
+// headerSafe reports whether an address can go into a header field: no
+// control characters, which would end the field or the header section.
+func headerSafe(addr string) bool {
+	for i := 0; i < len(addr); i++ {
+		if addr[i] < ' ' || addr[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// copySpec is one copy of a delivery: the user and the lines the copy
+// begins with.
+type copySpec struct {
+	user, prefix string
+}
+
+// deliver writes r, each copy behind its prefix, and makes every copy
+// durable; copies with the first one's prefix are hard links to it.
+func (s *Store) deliver(copies []copySpec, r io.Reader) (err error) {
+	if len(copies) == 0 {
 		return mailsec.Errorf(mailsec.Data, "store", nil, "no recipients")
 	}
-	dirs := make([]string, len(users))
-	for i, u := range users {
-		if dirs[i], err = s.maildir(u); err != nil {
+	dirs := make([]string, len(copies))
+	for i, c := range copies {
+		if dirs[i], err = s.maildir(c.user); err != nil {
 			return err
 		}
 	}
-	tmp, err := writeTmp(dirs[0], s.names.next(), r)
+	first := copies[0].prefix
+	tmp, err := writeTmp(dirs[0], s.names.next(), first, r)
 	if err != nil {
 		return err
 	}
@@ -105,18 +185,23 @@ func (s *Store) Deliver(users []string, r io.Reader) (err error) {
 		}
 	}()
 	// The tmp file is renamed last so that it stays a valid link source.
-	for _, dir := range dirs[1:] {
-		dst := filepath.Join(dir, "new", s.names.next())
-		if err = linkOrCopy(tmp, dst); err != nil {
+	for i, c := range copies[1:] {
+		dst := filepath.Join(dirs[i+1], "new", s.names.next())
+		if c.prefix == first {
+			err = linkOrCopy(tmp, dst)
+		} else {
+			err = copyFrom(tmp, int64(len(first)), c.prefix, dst)
+		}
+		if err != nil {
 			return err
 		}
 		done = append(done, dst)
 	}
-	first := filepath.Join(dirs[0], "new", filepath.Base(tmp))
-	if err = os.Rename(tmp, first); err != nil {
+	firstNew := filepath.Join(dirs[0], "new", filepath.Base(tmp))
+	if err = os.Rename(tmp, firstNew); err != nil {
 		return fmt.Errorf("store: rename into new/: %w", err)
 	}
-	done = append(done, first)
+	done = append(done, firstNew)
 	synced := map[string]bool{}
 	for _, dir := range dirs {
 		if synced[dir] {
@@ -131,16 +216,22 @@ func (s *Store) Deliver(users []string, r io.Reader) (err error) {
 	return nil
 }
 
-// writeTmp copies r into a fresh file in dir/tmp and fsyncs it.
-func writeTmp(dir, name string, r io.Reader) (string, error) {
+// writeTmp writes prefix and then r into a fresh file in dir/tmp and
+// fsyncs it.
+func writeTmp(dir, name, prefix string, r io.Reader) (string, error) {
 	path := filepath.Join(dir, "tmp", name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("store: create: %w", err)
 	}
-	buf := bufPool.Get().(*[]byte)
-	_, err = io.CopyBuffer(onlyWriter{f}, r, *buf)
-	bufPool.Put(buf)
+	if prefix != "" {
+		_, err = io.WriteString(f, prefix)
+	}
+	if err == nil {
+		buf := bufPool.Get().(*[]byte)
+		_, err = io.CopyBuffer(onlyWriter{f}, r, *buf)
+		bufPool.Put(buf)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -172,12 +263,21 @@ func linkOrCopy(src, dst string) error {
 	if !errors.As(err, &le) {
 		return err
 	}
+	return copyFrom(src, 0, "", dst)
+}
+
+// copyFrom makes dst a durable copy of src from offset skip on, behind
+// prefix, through a tmp/ file of dst's Maildir.
+func copyFrom(src string, skip int64, prefix, dst string) error {
 	f, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	tmp, err := writeTmp(filepath.Dir(filepath.Dir(dst)), filepath.Base(dst), f)
+	if _, err := f.Seek(skip, io.SeekStart); err != nil {
+		return err
+	}
+	tmp, err := writeTmp(filepath.Dir(filepath.Dir(dst)), filepath.Base(dst), prefix, f)
 	if err != nil {
 		return err
 	}

@@ -131,3 +131,65 @@ func TestListDeliveryOrder(t *testing.T) {
 		t.Fatalf("the store's own name %v: want the newest last, with six microsecond digits", ms[4].Name)
 	}
 }
+
+// The final delivery begins each copy with its own Return-Path and
+// Delivered-To; the rest is the message byte for byte, streamed once.
+func TestDeliverMail(t *testing.T) {
+	s, _ := New(t.TempDir())
+	msg := "Received: from a by b; Thu, 03 Dec 2026 15:00:00 +0000\r\nSubject: x\r\n\r\n" + strings.Repeat("body line\r\n", 50000)
+	d := Delivery{From: "carol@far.test", To: []Recipient{LocalRecipient("alice", "Alice@Local.TEST"), LocalRecipient("bob", "bob@other.test")}}
+	if err := s.DeliverMail(d, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	for u, to := range map[string]string{"alice": "alice@local.test", "bob": "bob@other.test"} {
+		ms, err := s.List(u)
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("%s: %+v %v", u, ms, err)
+		}
+		b, _ := os.ReadFile(ms[0].Path)
+		if want := "Return-Path: <carol@far.test>\r\nDelivered-To: " + to + "\r\n" + msg; string(b) != want {
+			t.Errorf("%s: %d octets, begins %q", u, len(b), b[:min(len(b), 120)])
+		}
+		tmp, _ := os.ReadDir(filepath.Join(s.Root(), u, "tmp"))
+		if len(tmp) != 0 {
+			t.Errorf("%s: tmp not empty", u)
+		}
+	}
+	if err := s.DeliverMail(Delivery{To: []Recipient{{Mailbox: "alice", Addr: "alice@x"}}}, strings.NewReader("x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := s.List("alice")
+	var nullSender bool
+	for _, m := range ms {
+		b, _ := os.ReadFile(m.Path)
+		nullSender = nullSender || strings.HasPrefix(string(b), "Return-Path: <>\r\nDelivered-To: alice@x\r\nx\r\n")
+	}
+	if !nullSender {
+		t.Error("the null sender is not Return-Path: <>")
+	}
+}
+
+// An envelope address that would end the header field is refused before
+// anything is written, and a failing reader leaves no copy behind.
+func TestDeliverMailRefuses(t *testing.T) {
+	s, _ := New(t.TempDir())
+	for _, d := range []Delivery{
+		{From: "a@b>\r\nX-Evil: 1", To: []Recipient{{Mailbox: "alice", Addr: "alice@x"}}},
+		{From: "a@b", To: []Recipient{{Mailbox: "alice", Addr: "alice@x\nX-Evil: 1"}}},
+		{From: "a@b"},
+	} {
+		if err := s.DeliverMail(d, strings.NewReader("x\r\n")); err == nil {
+			t.Errorf("%+v delivered", d)
+		}
+	}
+	boom := errors.New("refused")
+	d := Delivery{From: "a@b", To: []Recipient{{Mailbox: "alice", Addr: "alice@x"}, {Mailbox: "bob", Addr: "bob@x"}}}
+	if err := s.DeliverMail(d, io.MultiReader(strings.NewReader("x\r\n"), errReader{boom})); !errors.Is(err, boom) {
+		t.Fatalf("err %v", err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if ms, _ := s.List(u); len(ms) != 0 {
+			t.Errorf("%s: %d messages", u, len(ms))
+		}
+	}
+}

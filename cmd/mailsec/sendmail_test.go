@@ -25,6 +25,7 @@ import (
 // sink is an in-process smtpd on loopback that keeps what it accepts: the
 // envelope and the stored bytes of each message.
 type sink struct {
+	smtpd.RelayRule
 	addr, caFile string
 	mu           sync.Mutex
 	envs         []*smtpd.Envelope
@@ -32,7 +33,7 @@ type sink struct {
 }
 
 // Deliver implements smtpd.Backend.
-func (s *sink) Deliver(env *smtpd.Envelope, msg io.Reader) error {
+func (s *sink) Deliver(_ context.Context, env *smtpd.Envelope, msg io.Reader) error {
 	b, err := io.ReadAll(msg)
 	if err != nil {
 		return err
@@ -69,15 +70,15 @@ func (s *sink) last(t *testing.T) (env *smtpd.Envelope, received, msg string) {
 // file that trusts its certificate.
 func startSink(t *testing.T) *sink {
 	t.Helper()
-	s := &sink{caFile: filepath.Join(t.TempDir(), "ca.pem")}
+	s := &sink{caFile: filepath.Join(t.TempDir(), "ca.pem"),
+		RelayRule: smtpd.RelayRule{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}
 	cert := wiretest.Cert()
 	if err := os.WriteFile(s.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Leaf.Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv := &smtpd.Server{Hostname: "mx.test", Domains: []string{"mx.test"}, Backend: s,
-		TLSConfig:     &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
-		RelayNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		Limits:        smtpd.Limits{CommandTimeout: 5 * time.Second}}
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
+		Limits:    smtpd.Limits{CommandTimeout: 5 * time.Second}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func (s *Server) Serve(ln net.Listener, handle func(net.Conn)) error {
 // a command at once, the others at their next command; when ctx ends
 // first it closes their connections (Tracker.Shutdown).
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.track.Shutdown(ctx, func(c *Conn) { c.guard.Kick() }, func(c *Conn) { c.guard.Close() })
+	return s.track.Shutdown(ctx, func(c *Conn) { c.guard.Kick() }, func(c *Conn) { c.cancel(); c.guard.Close() })
 }
 
 // NewConn returns the Conn of a session on the accepted nc, logging with
@@ -66,6 +66,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // should not spend CPU on.
 func (s *Server) NewConn(nc net.Conn, listener string, implicitTLS bool) *Conn {
 	c := &Conn{ID: NewID(), IP: HostIP(nc.RemoteAddr()), Raw: nc, Net: nc, srv: s, implicit: implicitTLS}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.Log = s.Log.With("session", c.ID, "remote", nc.RemoteAddr().String(), "listener", listener)
 	return c
 }
@@ -85,6 +86,7 @@ func (s *Server) Run(c *Conn, p Protocol) {
 			w.Flush()
 		}
 		c.Raw.Close()
+		c.cancel()
 		return
 	}
 	defer s.track.Release(c)
@@ -94,6 +96,9 @@ func (s *Server) Run(c *Conn, p Protocol) {
 		if v := recover(); v != nil {
 			c.Log.Error("session panic", "panic", v)
 		}
+		// The context ends before End, which may wait for work that
+		// watches it (a BDAT delivery still reading chunks).
+		c.cancel()
 		attrs := p.End()
 		c.bufs.Release()
 		c.Log.Info("disconnect", attrs...)

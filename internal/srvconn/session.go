@@ -124,6 +124,16 @@ type Conn struct {
 	W *bufio.Writer
 	// In, when set, wraps Net for reading (smtpd's transfer deadlines).
 	In func(net.Conn) io.Reader
+	// Attrs, when set, adds the protocol's state to each refusal's log
+	// line (smtpd: the sender of the transaction), as Postfix's
+	// "NOQUEUE: reject" lines carry from=<...>. It is asked when a command
+	// arrives, since the command may end the state it describes (the end
+	// of DATA ends the transaction before its reply is written).
+	Attrs func() []any
+
+	// ctx is the session's context (Context); cancel ends it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	implicit   bool // implicit TLS: nothing is said before the handshake
 	srv        *Server
@@ -132,7 +142,13 @@ type Conn struct {
 	errors     int
 	loginFails int
 	command    []byte // Protocol.Describe of the command being run
+	attrs      []any  // Attrs as the command being run found them
 }
+
+// Context is the session's context: it ends when the session's loop
+// returns and when Shutdown gives up waiting and closes the connection, so
+// work done for the session (a Backend's delivery) stops with it.
+func (c *Conn) Context() context.Context { return c.ctx }
 
 // deadlineWriter gives every write to the connection its own deadline, so
 // that a client that stops reading cannot pin a session, while a large
@@ -210,7 +226,7 @@ func (c *Conn) Send(r Reply) {
 // reply code, the enhanced status or response code, and the text.
 func (c *Conn) refused(r Reply) {
 	code, enh, text := r.Status()
-	c.Log.Info("refused", "command", string(c.command), "code", code, "enh", enh, "text", text)
+	c.Log.Info("refused", append([]any{"command", string(c.command), "code", code, "enh", enh, "text", text}, c.attrs...)...)
 }
 
 // serve is the session loop, from the greeting to the last reply.
@@ -226,7 +242,7 @@ func (c *Conn) serve(p Protocol) {
 
 // step reads and executes one command; false ends the session.
 func (c *Conn) step(p Protocol) bool {
-	c.command = c.command[:0]
+	c.command, c.attrs = c.command[:0], nil
 	line, err := c.ReadLine()
 	switch {
 	case errors.Is(err, ErrLineTooLong):
@@ -241,6 +257,9 @@ func (c *Conn) step(p Protocol) bool {
 		return false
 	}
 	c.command = p.Describe(c.command, line)
+	if c.Attrs != nil {
+		c.attrs = c.Attrs()
+	}
 	// One rule for every verb: the limit is checked before parsing, on
 	// the line as sent.
 	verb, _, _ := bytes.Cut(line, []byte{' '})

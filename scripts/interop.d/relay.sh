@@ -147,7 +147,7 @@ rl_send() {
   local port=$1 to=$2 id=$3 from=${4:-alice@$RL_DOMAIN}
   RL_MSG=$MSGS/$CHECK.$id.eml
   RL_OUT=$LOGS/$CHECK.send.$id.json
-  relay_msg "$RL_MSG" "Alice <alice@$RL_DOMAIN>" "$to" "$id"
+  relay_msg "$RL_MSG" "Alice <$from>" "$to" "$id"
   relay_submit "$RL_HOST:$port" "$RL_ALICE_PASS" "${RL_SEND_CA:-$RL_CA}" "$from" "$to" "$RL_MSG" "$RL_OUT"
   RL_RC=$?
 }

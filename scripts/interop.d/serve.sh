@@ -79,28 +79,43 @@ check serve-start sv_start
 SV_PID=$(cat "$SV_DIR/pid" 2>/dev/null)
 [[ -n $SV_PID ]] && on_exit "kill -TERM $SV_PID; sleep 0.5"
 
-# sv_msg KIND: a fresh message in $SV_MSG with Message-ID $SV_ID
+# sv_msg KIND: a fresh message in $SV_MSG with Message-ID $SV_ID, From
+# $SV_FROM (alice's own address: the sender rule refuses any other)
 sv_msg() {
   SV_ID=$(newid)
   SV_MSG=$MSGS/$CHECK.eml
-  mkmsg "$SV_MSG" "$SV_ID" "$1"
+  MKMSG_FROM=${SV_FROM:-alice@$SV_DOMAIN} mkmsg "$SV_MSG" "$SV_ID" "$1"
 }
 
 # sv_file USER ID: the Maildir file holding Message-ID ID, waiting up to 15 s
 sv_file() { wait_maildir "$SV_DATA/mail/$1" "$2" 15; }
 
+# SV_FROM is the envelope sender the senders below use: alice's own
+# address, since she may send as no other (the sender rule).
+SV_FROM=alice@$SV_DOMAIN
+
 # sv_arrived USER [EXTRA]: the message $SV_MSG arrived for USER, byte for
-# byte (after the Received header mailsec adds, and with CRLF line ends),
-# followed by EXTRA: swaks sends one more CRLF before the end of data.
+# byte (after the Return-Path, Delivered-To and Received header mailsec
+# adds, and with CRLF line ends), followed by EXTRA: swaks sends one more
+# CRLF before the end of data.
 sv_arrived() {
   local f n
   f=$(sv_file "$1" "$SV_ID") || why "no Maildir file with Message-ID <$SV_ID> for $1" || return 1
   { sed 's/$/\r/' "$SV_MSG"; printf '%b' "${2:-}"; } >"$SV_MSG.crlf"
   n=$(stat -c %s "$SV_MSG.crlf")
   tail -c "$n" "$f" | cmp -s - "$SV_MSG.crlf" || why "delivered bytes differ from sent: $(tail -c "$n" "$f" | cmp - "$SV_MSG.crlf" 2>&1 | head -n 1)" || return 1
-  head -n 1 "$f" | grep -q '^Received: ' || why "no Received header on top" || return 1
+  sv_final "$f" "$SV_FROM" "$1@$SV_DOMAIN" || return 1
+  sed -n 3p "$f" | grep -q '^Received: ' || why "no Received header below them" || return 1
   # RFC 8314 section 4.3: the TLS version and cipher are recorded.
   sed '/^\r$/q' "$f" | tr -d '\r\n' | grep -Eq 'TLS1\.[23]' || why "Received header does not name the TLS version"
+}
+
+# sv_final FILE FROM TO: FILE begins with the lines of the final delivery
+# (RFC 5321 section 4.4): Return-Path: <FROM> and Delivered-To: TO.
+sv_final() {
+  local want
+  want=$(printf 'Return-Path: <%s>\r\nDelivered-To: %s\r' "$2" "$3")
+  [[ $(head -n 2 "$1") == "$want" ]] || why "delivered file does not begin with Return-Path <$2> and Delivered-To $3: $(head -n 2 "$1" | tr '\r\n' '  ')"
 }
 
 # t_swaks NAME PORT ARGS...: send with swaks as alice
@@ -109,7 +124,7 @@ t_swaks() {
   shift
   sv_msg random || return 1
   timeout 60 swaks --server "$SV_HOST:$port" --tls-verify --tls-ca-path "$SV_CA" --tls-sni localhost \
-    --from "sender@$SV_DOMAIN" --to "alice@$SV_DOMAIN" --data - "$@" <"$SV_MSG" >"$LOGS/$CHECK.swaks" 2>&1 ||
+    --from "$SV_FROM" --to "alice@$SV_DOMAIN" --data - "$@" <"$SV_MSG" >"$LOGS/$CHECK.swaks" 2>&1 ||
     why "swaks failed: $(grep -E '^ *(<~?|\*\*\*)' "$LOGS/$CHECK.swaks" | tail -n 2 | tr '\n' ' ')" || return 1
   sv_arrived alice '\r\n'
 }
@@ -125,7 +140,7 @@ t_msmtp() {
   chmod 600 "$SV_DIR/msmtprc"
   SV_PW=$SV_ALICE_PASS timeout 60 msmtp -C "$SV_DIR/msmtprc" --host="$SV_HOST" --port="$SV_SUB" --tls=on --tls-starttls=on \
     --tls-trust-file="$SV_CA" --auth="$mech" --user=alice --passwordeval='printf %s "$SV_PW"' \
-    --domain=client.test --from="sender@$SV_DOMAIN" -- "alice@$SV_DOMAIN" <"$SV_MSG" >"$LOGS/$CHECK.msmtp" 2>&1 ||
+    --domain=client.test --from="$SV_FROM" -- "alice@$SV_DOMAIN" <"$SV_MSG" >"$LOGS/$CHECK.msmtp" 2>&1 ||
     why "msmtp failed: $(tail -n 2 "$LOGS/$CHECK.msmtp" | tr '\n' ' ')" || return 1
   sv_arrived alice
 }
@@ -161,31 +176,95 @@ t_curl_smtp() {
   sv_msg dots || return 1
   # curl sends the file as it is; --crlf makes the LF line ends CRLF.
   timeout 60 curl -sS --crlf --url "$url" --cacert "$SV_CA" --user "alice:$SV_ALICE_PASS" \
-    --mail-from "sender@$SV_DOMAIN" --mail-rcpt "alice@$SV_DOMAIN" --upload-file "$SV_MSG" "${@:2}" >"$LOGS/$CHECK.curl" 2>&1 ||
+    --mail-from "$SV_FROM" --mail-rcpt "alice@$SV_DOMAIN" --upload-file "$SV_MSG" "${@:2}" >"$LOGS/$CHECK.curl" 2>&1 ||
     why "curl failed: $(tail -n 1 "$LOGS/$CHECK.curl")" || return 1
   sv_arrived alice
 }
 check serve-curl-smtp-ssl-reqd t_curl_smtp "smtp://localhost:$SV_SUB" --ssl-reqd
 check serve-curl-smtps t_curl_smtp "smtps://localhost:$SV_SMTPS"
 
+# t_smtplib PORT FROM [LOGIN]: send with Python's smtplib over STARTTLS
+# from FROM ("" is the null sender), logged in as alice when LOGIN is set.
 t_smtplib() {
   sv_msg utf8 || return 1
-  SV_PW=$SV_ALICE_PASS timeout 60 python3 - "$SV_HOST" "$SV_SUB" "$SV_CA" "$SV_MSG" "$SV_DOMAIN" >"$LOGS/$CHECK.py" 2>&1 <<'EOF' ||
+  SV_PW=$SV_ALICE_PASS SV_LOGIN=${3:-} timeout 60 python3 - "$SV_HOST" "$1" "$SV_CA" "$SV_MSG" "$SV_DOMAIN" "$2" >"$LOGS/$CHECK.py" 2>&1 <<'EOF' ||
 import os, smtplib, ssl, sys
-host, port, ca, path, dom = sys.argv[1:]
+host, port, ca, path, dom, sender = sys.argv[1:]
 ctx = ssl.create_default_context(cafile=ca)
 with smtplib.SMTP(host, int(port)) as s:
     s.ehlo("client.test")
     s.starttls(context=ctx)
     s.ehlo("client.test")
-    s.login("alice", os.environ["SV_PW"])
+    if os.environ["SV_LOGIN"]:
+        s.login("alice", os.environ["SV_PW"])
     data = open(path, "rb").read().replace(b"\n", b"\r\n")
-    s.sendmail("sender@" + dom, ["alice@" + dom], data)
+    s.sendmail(sender, ["alice@" + dom], data)
 EOF
     why "smtplib failed: $(tail -n 1 "$LOGS/$CHECK.py")" || return 1
-  sv_arrived alice
+  SV_FROM=$2 sv_arrived alice
 }
-check serve-python-smtplib-starttls-login t_smtplib
+check serve-python-smtplib-starttls-login t_smtplib "$SV_SUB" "$SV_FROM" login
+# The MX listener's final delivery, from the null sender: Return-Path: <>.
+check serve-python-smtplib-mx-return-path t_smtplib "$SV_MX" ""
+
+# The sender rule: alice may not send as another address, neither in the
+# envelope (553 5.7.1 at MAIL FROM) nor in the From header (550 5.7.1 at
+# the end of the data); nothing of it is stored.
+t_sender_rule() {
+  SV_ID=$(newid)
+  SV_PW=$SV_ALICE_PASS timeout 60 python3 - "$SV_HOST" "$SV_SUB" "$SV_CA" "$SV_DOMAIN" "$SV_ID" >"$LOGS/$CHECK.py" 2>&1 <<'EOF' || why "$(tail -n 1 "$LOGS/$CHECK.py")" || return 1
+import os, smtplib, ssl, sys
+host, port, ca, dom, mid = sys.argv[1:]
+with smtplib.SMTP(host, int(port)) as s:
+    s.ehlo("client.test")
+    s.starttls(context=ssl.create_default_context(cafile=ca))
+    s.ehlo("client.test")
+    s.login("alice", os.environ["SV_PW"])
+    code, text = s.mail("ceo@" + dom)
+    print(code, text)
+    want = b"5.7.1 <ceo@" + dom.encode() + b">: Sender address rejected: not owned by user alice"
+    if (code, text) != (553, want):
+        sys.exit("MAIL FROM:<ceo@%s>: %d %r" % (dom, code, text))
+    s.rset()
+    msg = ("From: CEO <ceo@%s>\r\nTo: alice@%s\r\nSubject: spoof\r\nMessage-ID: <%s>\r\n\r\nwire money\r\n" % (dom, dom, mid)).encode()
+    try:
+        s.sendmail("alice@" + dom, ["alice@" + dom], msg)
+        sys.exit("a From header of another address was accepted")
+    except smtplib.SMTPDataError as e:
+        print(e.smtp_code, e.smtp_error)
+        if e.smtp_code != 550 or not e.smtp_error.startswith(b"5.7.1 <ceo@"):
+            sys.exit("From header refused with %d %r" % (e.smtp_code, e.smtp_error))
+EOF
+  if sv_file alice "$SV_ID" >/dev/null 2>&1; then why "the message with another From address was stored"; return 1; fi
+}
+check serve-sender-rule-553-550 t_sender_rule
+
+# A message submitted without Date and Message-ID gets both (RFC 6409
+# sections 8.2, 8.3); the same message through the MX listener does not.
+t_msa_fields() {
+  local tag
+  tag=$(newid)
+  timeout 60 python3 - "$SV_HOST" "$SV_SUB" "$SV_MX" "$SV_CA" "$SV_DOMAIN" "$tag" "$SV_ALICE_PASS" >"$LOGS/$CHECK.py" 2>&1 <<'EOF' || why "$(tail -n 1 "$LOGS/$CHECK.py")" || return 1
+import smtplib, ssl, sys
+host, sub, mx, ca, dom, tag, pw = sys.argv[1:]
+for port, login in ((sub, True), (mx, False)):
+    with smtplib.SMTP(host, int(port)) as s:
+        s.ehlo("client.test")
+        s.starttls(context=ssl.create_default_context(cafile=ca))
+        s.ehlo("client.test")
+        if login:
+            s.login("alice", pw)
+        msg = "From: alice@%s\r\nSubject: bare %s %s\r\n\r\nno Date, no Message-ID\r\n" % (dom, tag, port)
+        s.sendmail("alice@" + dom, ["alice@" + dom], msg.encode())
+EOF
+  local f
+  f=$(wait_mail_with "$SV_DATA/mail/alice" "Subject: bare $tag $SV_SUB" 15) || why "the submitted message did not arrive" || return 1
+  sed '/^\r$/q' "$f" | grep -Eq '^Date: [A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} ' || why "no Date added: $(head -c 600 "$f" | tr '\r\n' '  ')" || return 1
+  sed '/^\r$/q' "$f" | grep -Eq '^Message-ID: <[0-9]{14}\.[0-9A-F]{20}@localhost>' || why "no Message-ID added: $(head -c 600 "$f" | tr '\r\n' '  ')" || return 1
+  f=$(wait_mail_with "$SV_DATA/mail/alice" "Subject: bare $tag $SV_MX" 15) || why "the MX message did not arrive" || return 1
+  ! grep -Eq '^(Date|Message-ID):' "$f" || why "the MX listener added a field: $(head -c 600 "$f" | tr '\r\n' '  ')"
+}
+check serve-submission-adds-date-message-id t_msa_fields
 
 # ---------------------------------------------------------------- POP3
 
@@ -272,9 +351,12 @@ EOF
   # fetchmail hands the MDA LF line ends; compare on that form.
   tr -d '\r' <"$SV_FILE" >"$SV_DIR/fetchmail.want"
   grep -qF -- "$(tail -n 3 "$SV_DIR/fetchmail.want")" "$out" || why "fetched mail does not contain the message's end" || return 1
+  # fetchmail adds its own Received header, below Return-Path and
+  # Delivered-To; without it a fetched message equals the file.
   python3 - "$out" "$SV_DIR/fetchmail.want" <<'EOF' || why "no fetched message equals the Maildir file"
-import sys
+import re, sys
 got, want = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+got = re.sub(rb"Received: from [^\n]*\n(?:[ \t][^\n]*\n)*", lambda m: b"" if b"fetchmail" in m.group(0) else m.group(0), got)
 sys.exit(0 if want in got else 1)
 EOF
 }
@@ -303,7 +385,8 @@ smtpd_tls_security_level = none
 always_add_missing_headers = no
 EOF
   sv_msg random || return 1
-  timeout 60 swaks --server "$SV_HOST:$SV_POSTFIX" --from "sender@client.test" --to "alice@$SV_DOMAIN" \
+  SV_FROM=sender@client.test
+  timeout 60 swaks --server "$SV_HOST:$SV_POSTFIX" --from "$SV_FROM" --to "alice@$SV_DOMAIN" \
     --data - <"$SV_MSG" >"$LOGS/$CHECK.swaks" 2>&1 || why "swaks into the private postfix failed" || return 1
   sv_arrived alice '\r\n' || { why "postfix log: $(grep -E 'status=|TLS' "$SV_PF/maillog" | tail -n 2 | tr '\n' ' ')"; return 1; }
   grep -q "status=sent (250" "$SV_PF/maillog" || why "postfix did not log status=sent" || return 1

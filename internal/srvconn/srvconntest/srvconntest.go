@@ -104,8 +104,9 @@ func (l *Log) Lines(t *testing.T, msg string) []map[string]any {
 	return out
 }
 
-// Refusal is what a "refused" log line says.
-type Refusal struct{ Command, Code, Enh string }
+// Refusal is what a "refused" log line says; From is the transaction's
+// sender where the protocol names one ("<a@b>").
+type Refusal struct{ Command, Code, Enh, From string }
 
 // Refusals returns the "refused" lines of the log, failing t unless each
 // is at INFO and names the client's address.
@@ -119,7 +120,8 @@ func (l *Log) Refusals(t *testing.T) []Refusal {
 		cmd, _ := rec["command"].(string)
 		code, _ := rec["code"].(string)
 		enh, _ := rec["enh"].(string)
-		out = append(out, Refusal{cmd, code, enh})
+		from, _ := rec["from"].(string)
+		out = append(out, Refusal{cmd, code, enh, from})
 	}
 	return out
 }
