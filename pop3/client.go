@@ -110,7 +110,9 @@ type Client struct {
 
 // Dial connects to addr ("host:port"), reads the greeting, asks CAPA and
 // opens the security context (TLS, then login). On error the connection is
-// closed.
+// closed; an error after the connection was made is a
+// *security.SessionError, which tells what was secured before the failure
+// (STLS done, login refused).
 func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	var o Options
 	if opts != nil {
@@ -145,7 +147,7 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	}
 	if err := c.start(ctx, mode); err != nil {
 		c.wire.Conn.Close()
-		return nil, err
+		return nil, &security.SessionError{Err: err, State: c.wire.TLS, Context: c.sc}
 	}
 	return c, nil
 }

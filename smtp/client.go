@@ -100,7 +100,9 @@ type Client struct {
 }
 
 // Dial connects to addr ("host:port"), reads the greeting, says EHLO and
-// opens the security context. On error the connection is closed.
+// opens the security context. On error the connection is closed; an error
+// after the connection was made is a *security.SessionError, which tells
+// what was secured before the failure (STARTTLS done, AUTH refused).
 func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	var o Options
 	if opts != nil {
@@ -136,7 +138,7 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	}
 	if err := c.start(ctx, mode); err != nil {
 		c.wire.Conn.Close()
-		return nil, err
+		return nil, &security.SessionError{Err: err, State: c.wire.TLS, Context: c.sc}
 	}
 	return c, nil
 }

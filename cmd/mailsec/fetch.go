@@ -141,6 +141,7 @@ func runFetch(ctx context.Context, cf *connFlags, spec *fetchSpec, res *fetchRes
 	defer state.Close()
 	c, err := dialWithin(ctx, cf, pop3.Dial, co.addr, co.pop3Options(cf))
 	if err != nil {
+		res.recordFailed(err)
 		return err
 	}
 	defer c.Close()

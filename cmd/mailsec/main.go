@@ -16,7 +16,11 @@ func main() {
 }
 
 // newRoot builds the command tree.
-func newRoot() *cobra.Command {
+func newRoot() *cobra.Command { return rootOf(commands...) }
+
+// rootOf builds the root command over cmds; tests build one over fresh
+// commands, whose flags hold no earlier run's values.
+func rootOf(cmds ...*cobra.Command) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "mailsec",
 		Short:         "Secure mail transport: send, probe, fetch and serve",
@@ -24,7 +28,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(commands...)
+	root.AddCommand(cmds...)
 	return root
 }
 

@@ -113,6 +113,7 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 	defer cleanup()
 	c, err := dialWithin(ctx, cf, smtp.Dial, co.addr, co.smtpOptions(cf))
 	if err != nil {
+		res.recordFailed(err)
 		return err
 	}
 	defer c.Close()
