@@ -5,6 +5,7 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
@@ -24,11 +25,14 @@ func rootOf(cmds ...*cobra.Command) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "mailsec",
 		Short:         "Secure mail transport: send, probe, fetch and serve",
+		Version:       version(debug.ReadBuildInfo()),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(cmds...)
+	requireCommand(root)
 	return root
 }
 
