@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -106,6 +107,11 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 		return err
 	}
 	res.Server = co.addr
+	if check {
+		// Nothing is sent, so no message is read: on a terminal that
+		// would wait for one.
+		in = strings.NewReader("")
+	}
 	msg, size, eightBit, cleanup, err := spool(in)
 	if err != nil {
 		return err

@@ -103,22 +103,18 @@ func usersCmd() *cobra.Command {
 // would show in ps and shell history.
 func readNewPassword(in io.Reader, prompt io.Writer) (string, error) {
 	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(prompt, "Password: ")
-		a, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
+		a, err := readHidden(int(f.Fd()), prompt, "Password: ")
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprint(prompt, "Again: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
+		b, err := readHidden(int(f.Fd()), prompt, "Again: ")
 		if err != nil {
 			return "", err
 		}
-		if string(a) != string(b) {
+		if a != b {
 			return "", mailsec.Errorf(mailsec.Data, "users", nil, "passwords differ")
 		}
-		return string(a), nil
+		return a, nil
 	}
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && err != io.EOF {
