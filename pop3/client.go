@@ -84,6 +84,16 @@ type Options struct {
 	// the 10 minutes RFC 1939 section 3 gives the server's autologout
 	// timer.
 	CommandTimeout time.Duration
+	// SlowGreeting, when set, is called once, from another goroutine, if
+	// a server reached in plain text has sent no greeting after
+	// SlowGreetingAfter (3 s when zero), while the wait goes on until
+	// CommandTimeout: a port that expects implicit TLS (POP3S, RFC 8314)
+	// is silent like this, and a person waiting can be told so long
+	// before the timeout.
+	SlowGreeting func(waited time.Duration)
+	// SlowGreetingAfter is how long the greeting may take before
+	// SlowGreeting is called; zero means 3 s.
+	SlowGreetingAfter time.Duration
 	// Logger receives protocol and TLS events; nil discards them. The
 	// transcript is logged at mailsec.LevelTrace with credentials redacted.
 	Logger *slog.Logger
@@ -162,7 +172,12 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 			return err
 		}
 	}
+	stop := func() {}
+	if mode != TLSImplicit {
+		stop = wire.WatchGreeting(c.opts.SlowGreetingAfter, c.opts.SlowGreeting)
+	}
 	rep, err := c.cmd(ctx, "greeting", "")
+	stop()
 	if err != nil {
 		return greetingHint(err, mode)
 	}

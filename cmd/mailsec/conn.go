@@ -134,6 +134,13 @@ func dialWithin[O, C any](ctx context.Context, cf *connFlags, open func(context.
 	return open(dctx, addr, o)
 }
 
+// slowGreeting is the clients' SlowGreeting hook: a silent port most
+// often expects implicit TLS, and a person waiting for the timeout should
+// hear so after a few seconds, not a minute.
+func slowGreeting(waited time.Duration) {
+	fmt.Fprintf(os.Stderr, "mailsec: no greeting after %s: if this port speaks implicit TLS (465, 995, 2465, 2995) use --tls implicit\n", waited)
+}
+
 // address returns HOST:PORT, adding the default port when none is given.
 func (f *connFlags) address(defaultPort string) (string, string, error) {
 	if err := f.resolve(); err != nil {

@@ -101,7 +101,7 @@ func (s *fetchSpec) register(fs *pflag.FlagSet) {
 func (c *commonOpts) pop3Options(cf *connFlags) *pop3.Options {
 	return &pop3.Options{TLSMode: c.mode, TLS: c.tls, AllowPlaintextAuth: cf.plaintextAuth,
 		CommandTimeout: cf.timeout, Logger: c.logger, Transcript: cf.transcriptWriter(),
-		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech}
+		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech, SlowGreeting: slowGreeting}
 }
 
 func openMailbox(spec *fetchSpec) (mailbox.Mailbox, error) {

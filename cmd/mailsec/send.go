@@ -147,7 +147,7 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 func (c *commonOpts) smtpOptions(cf *connFlags) *smtp.Options {
 	return &smtp.Options{TLSMode: c.mode, TLS: c.tls, AllowPlaintextAuth: cf.plaintextAuth,
 		CommandTimeout: cf.timeout, Logger: c.logger, Transcript: cf.transcriptWriter(), LocalName: cf.localName,
-		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech}
+		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech, SlowGreeting: slowGreeting}
 }
 
 // spool makes the message seekable and measured so that SIZE (RFC 1870) and
