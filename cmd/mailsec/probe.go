@@ -25,6 +25,8 @@ type probeStage struct {
 	Extensions []string `json:"extensions"`
 	StartTLS   bool     `json:"starttls"`
 	Auth       []string `json:"auth,omitempty"`
+	// UserPass is POP3's USER/PASS offered (RFC 2449 section 6.8).
+	UserPass bool `json:"user_pass,omitempty"`
 }
 
 // probeResult is the --json output of probe.
@@ -38,8 +40,12 @@ type probeResult struct {
 	TLS       *tlsconf.Facts `json:"tls,omitempty"`
 	Verified  bool           `json:"verified"`
 	Warnings  []string       `json:"warnings,omitempty"`
+	Verdict   *probeVerdict  `json:"verdict"`
 	Error     *jsonError     `json:"error,omitempty"`
 	seen      *tls.ConnectionState
+	// tlsCmd and authLabel name the protocol's STARTTLS and login in the
+	// verdicts.
+	tlsCmd, authLabel string
 }
 
 // observe shows the chain before it is verified, so that a rejected one is
@@ -65,7 +71,7 @@ func probeCmd() *cobra.Command {
 				mf.caFile = cf.caFile
 				return runProbeMX(cmd.Context(), &mf, cf.timeout, cf.json, cmd.OutOrStdout())
 			}
-			res := &probeResult{Server: cf.server}
+			res := &probeResult{Server: cf.server, tlsCmd: "STARTTLS", authLabel: "AUTH"}
 			run := runProbe
 			if pop3Flag {
 				run = runProbePOP3
@@ -76,6 +82,7 @@ func probeCmd() *cobra.Command {
 			}
 			res.OK = err == nil
 			res.Error = toJSONError(err)
+			res.Verdict = judge(res, &cf, err)
 			if cf.json {
 				printJSON(res)
 			} else {
@@ -243,11 +250,20 @@ func printProbe(r *probeResult) {
 			out("          issuer %s, expires %s, %s", c.Issuer, c.NotAfter.Format(time.DateOnly), c.SPKIPin)
 		}
 		for i, s := range r.TLS.Revocation {
+			if s.Status == tlsconf.StatusNotChecked && i == len(r.TLS.Revocation)-1 {
+				// The root: never checked, since a trust anchor is
+				// revoked by taking it out of the trust store.
+				continue
+			}
 			out("  revocation %d  %s: %s", i, s.Subject, revocationLine(s))
 		}
 	}
 	for _, wn := range r.Warnings {
 		out("WARNING   %s", wn)
+	}
+	if r.Verdict != nil && len(r.Verdict.lines) > 0 {
+		out("")
+		r.Verdict.print(out)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 // implicit TLS), the TLS facts, and warnings for logins offered in plain
 // text. It logs in only with --user.
 func runProbePOP3(ctx context.Context, cf *connFlags, res *probeResult) error {
+	res.tlsCmd, res.authLabel = "STLS", "login"
 	co, implicit, err := probeTarget(ctx, cf, res, "995", pop3.ImplicitTLSPort)
 	if err != nil {
 		return err
@@ -33,7 +34,9 @@ type pop3Probe struct{ *pop3.Client }
 // stage is the CAPA list; a server without CAPA gives an empty list.
 func (c pop3Probe) stage() *probeStage {
 	caps := c.Caps()
-	return &probeStage{Extensions: c.Capabilities(), StartTLS: caps.StartTLS, Auth: caps.Auth}
+	// Without CAPA USER is only assumed, not announced.
+	ext := c.Capabilities()
+	return &probeStage{Extensions: ext, StartTLS: caps.StartTLS, Auth: caps.Auth, UserPass: caps.UserPass && ext != nil}
 }
 
 // loginDriver is USER/PASS or APOP for those names, a SASL mechanism for
