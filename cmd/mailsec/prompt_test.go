@@ -76,23 +76,56 @@ func echoOff(f *os.File) bool {
 	return ioctl(f, syscall.TCGETS, unsafe.Pointer(&tio)) == nil && tio.Lflag&syscall.ECHO == 0
 }
 
-// With stdin and stderr on a terminal and no secret configured, send and
-// probe --user ask for the password without echo and log in with it.
+// smtpLogin plays an SMTP server that takes one AUTH PLAIN under
+// STARTTLS; auth returns the AUTH line once the session ended.
+func smtpLogin(t *testing.T) (addr, ca string, auth func() string) {
+	var line string
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		startTLS(p)
+		p.Send("250-test\r\n250 AUTH PLAIN\r\n")
+		line = p.Expect("AUTH PLAIN")
+		p.Send("235 2.7.0 ok\r\n")
+		p.Expect("QUIT")
+		p.Send("221 bye\r\n")
+	})
+	return addr, wiretestCA(t), func() string { <-done; return line }
+}
+
+// maildropLogin is the scripted maildrop over POP3S; auth returns its first
+// login command.
+func maildropLogin(t *testing.T) (addr, ca string, auth func() string) {
+	srv := &wiretest.Maildrop{}
+	addr, ca = srv.Start(t)
+	return addr, ca, func() string {
+		srv.Lock()
+		defer srv.Unlock()
+		if len(srv.Logins) == 0 {
+			return ""
+		}
+		return srv.Logins[0]
+	}
+}
+
+// With stdin and stderr on a terminal and no secret configured, send,
+// fetch and probe --user ask for the password without echo and log in
+// with it.
 func TestPromptsForThePasswordOnATerminal(t *testing.T) {
-	for _, args := range [][]string{
-		{"send", "--check", "--from", "alice@example.test"},
-		{"probe", "--json"},
+	for _, tc := range []struct {
+		args   []string
+		server func(t *testing.T) (string, string, func() string)
+	}{
+		{[]string{"send", "--check", "--from", "alice@example.test"}, smtpLogin},
+		{[]string{"probe", "--json"}, smtpLogin},
+		{[]string{"fetch", "--tls", "implicit", "--maildir", "MAILDIR"}, maildropLogin},
 	} {
+		args := tc.args
 		t.Run(args[0], func(t *testing.T) {
-			var auth string
-			addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
-				startTLS(p)
-				p.Send("250-test\r\n250 AUTH PLAIN\r\n")
-				auth = p.Expect("AUTH PLAIN")
-				p.Send("235 2.7.0 ok\r\n")
-				p.Expect("QUIT")
-				p.Send("221 bye\r\n")
-			})
+			addr, ca, auth := tc.server(t)
+			for i, a := range args {
+				if a == "MAILDIR" {
+					args[i] = t.TempDir()
+				}
+			}
 			master, slave := openPTY(t)
 			var env []string
 			for _, e := range os.Environ() {
@@ -100,7 +133,7 @@ func TestPromptsForThePasswordOnATerminal(t *testing.T) {
 					env = append(env, e)
 				}
 			}
-			cmd := exec.Command(os.Args[0], append(args, "--server", addr, "--ca-file", wiretestCA(t),
+			cmd := exec.Command(os.Args[0], append(args, "--server", addr, "--ca-file", ca,
 				"--tls-server-name", "localhost", "--user", "alice", "--timeout", "5s")...)
 			var stdout bytes.Buffer
 			cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = append(env, "MAILSEC_TEST_MAIN=1"), slave, &stdout, slave
@@ -139,15 +172,14 @@ func TestPromptsForThePasswordOnATerminal(t *testing.T) {
 			}
 			master.Write([]byte("s3cret\n"))
 			err := cmd.Wait()
-			<-done
 			slave.Close()
 			master.Close()
 			screen := <-shown
 			if err != nil {
 				t.Fatalf("%v: %s", err, screen)
 			}
-			if want := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00s3cret")); auth != want {
-				t.Errorf("server got %q, want %q", auth, want)
+			if got, want := auth(), "AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice\x00s3cret")); got != want {
+				t.Errorf("server got %q, want %q", got, want)
 			}
 			if strings.Contains(screen, "s3cret") {
 				t.Errorf("the password was echoed: %q", screen)

@@ -36,6 +36,9 @@ type Maildrop struct {
 	// Login, when set, is the reply to every login command (AUTH, USER,
 	// PASS) instead of "+OK".
 	Login string
+	// Logins are the login commands received (AUTH, USER, PASS), in
+	// order.
+	Logins []string
 	// Deleted are the message numbers, as first given, in the order QUIT
 	// removed them.
 	Deleted []int
@@ -117,6 +120,7 @@ func (p *Maildrop) session(c net.Conn) {
 			out("+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\nSASL PLAIN\r\n.")
 		case "AUTH", "USER", "PASS":
 			p.Lock()
+			p.Logins = append(p.Logins, strings.TrimRight(line, "\r\n"))
 			reply := p.Login
 			p.Unlock()
 			if reply == "" {
