@@ -56,6 +56,7 @@ const syncMark = "#synced"
 // safe for concurrent use.
 type State struct {
 	path    string
+	owner   string // the account as given to OpenState
 	account string // URL-escaped
 	mb      Mailbox
 	named   bool     // the mailbox's file names prove deliveries
@@ -79,7 +80,7 @@ func StatePath(mailboxPath string) string {
 // records never follow a line a crash may have cut.
 func OpenState(mb Mailbox, account string) (*State, error) {
 	path := StatePath(mb.Path())
-	s := &State{path: path, account: url.QueryEscape(account), mb: mb, named: mb.KeepsOrigin(), seen: map[string]bool{}}
+	s := &State{path: path, owner: account, account: url.QueryEscape(account), mb: mb, named: mb.KeepsOrigin(), seen: map[string]bool{}}
 	if err := s.takeLock(); err != nil {
 		return nil, err
 	}
@@ -232,6 +233,12 @@ func (s *State) record(uid string) bool {
 	s.order = append(s.order, uid)
 	return true
 }
+
+// Account returns the account ("user@host") the state records.
+func (s *State) Account() string { return s.owner }
+
+// Mailbox returns the mailbox the state belongs to.
+func (s *State) Mailbox() Mailbox { return s.mb }
 
 // Seen reports whether uid was recorded for the account.
 func (s *State) Seen(uid string) bool { return s.seen[uid] }

@@ -84,6 +84,16 @@ type Options struct {
 	// the 10 minutes RFC 1939 section 3 gives the server's autologout
 	// timer.
 	CommandTimeout time.Duration
+	// SlowGreeting, when set, is called once, from another goroutine, if
+	// a server reached in plain text has sent no greeting after
+	// SlowGreetingAfter (3 s when zero), while the wait goes on until
+	// CommandTimeout: a port that expects implicit TLS (POP3S, RFC 8314)
+	// is silent like this, and a person waiting can be told so long
+	// before the timeout.
+	SlowGreeting func(waited time.Duration)
+	// SlowGreetingAfter is how long the greeting may take before
+	// SlowGreeting is called; zero means 3 s.
+	SlowGreetingAfter time.Duration
 	// Logger receives protocol and TLS events; nil discards them. The
 	// transcript is logged at mailsec.LevelTrace with credentials redacted.
 	Logger *slog.Logger
@@ -112,7 +122,9 @@ type Client struct {
 
 // Dial connects to addr ("host:port"), reads the greeting, asks CAPA and
 // opens the security context (TLS, then login). On error the connection is
-// closed.
+// closed; an error after the connection was made is a
+// *security.SessionError, which tells what was secured before the failure
+// (STLS done, login refused).
 func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	var o Options
 	if opts != nil {
@@ -147,7 +159,7 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	}
 	if err := c.start(ctx, mode); err != nil {
 		c.wire.Conn.Close()
-		return nil, err
+		return nil, &security.SessionError{Err: err, State: c.wire.TLS, Context: c.sc}
 	}
 	return c, nil
 }
@@ -162,7 +174,12 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 			return err
 		}
 	}
+	stop := func() {}
+	if mode != TLSImplicit {
+		stop = wire.WatchGreeting(c.opts.SlowGreetingAfter, c.opts.SlowGreeting)
+	}
 	rep, err := c.cmd(ctx, "greeting", "")
+	stop()
 	if err != nil {
 		return greetingHint(err, mode)
 	}

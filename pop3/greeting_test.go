@@ -3,6 +3,7 @@ package pop3
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,5 +33,28 @@ func TestGreetingHints(t *testing.T) {
 				t.Fatalf("error %v (code %v), want %v saying %q", err, mailsec.CodeOf(err), c.code, c.hint)
 			}
 		})
+	}
+}
+
+// SlowGreeting is told of a silent POP3 port during the wait, once.
+func TestSlowGreetingHook(t *testing.T) {
+	addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		p.R.ReadByte()
+	})
+	var calls []time.Duration
+	var mu sync.Mutex
+	start := time.Now()
+	_, err := Dial(context.Background(), addr, &Options{TLSMode: TLSStartTLS, CommandTimeout: 400 * time.Millisecond,
+		SlowGreetingAfter: 30 * time.Millisecond, SlowGreeting: func(time.Duration) {
+			mu.Lock()
+			calls = append(calls, time.Since(start))
+			mu.Unlock()
+		}})
+	codeIs(t, err, mailsec.Timeout)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 1 || calls[0] < 30*time.Millisecond || calls[0] > 300*time.Millisecond {
+		t.Fatalf("SlowGreeting calls at %v, want one after about 30ms", calls)
 	}
 }

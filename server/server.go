@@ -46,6 +46,7 @@ type running struct {
 // Info says where everything is, for the start-up banner.
 type Info struct {
 	DataDir   string
+	Domains   []string // the local mail domains
 	UsersFile string
 	MailDir   string
 	CAFile    string // "" when the certificate is not from the local CA
@@ -80,7 +81,7 @@ func Start(c *Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, mailsec.Errorf(mailsec.Config, "serve", err, "cannot create data directory")
 	}
-	s.info = Info{DataDir: c.DataDir, UsersFile: filepath.Join(c.DataDir, "users"), MailDir: filepath.Join(c.DataDir, "mail")}
+	s.info = Info{DataDir: c.DataDir, Domains: c.Domains, UsersFile: filepath.Join(c.DataDir, "users"), MailDir: filepath.Join(c.DataDir, "mail")}
 	certFile, keyFile := c.TLS.Cert, c.TLS.Key
 	if certFile == "" {
 		var err error

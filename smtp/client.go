@@ -72,6 +72,16 @@ type Options struct {
 	// no earlier deadline; zero means the 5 minutes of RFC 5321 section
 	// 4.5.3.2. The final dot of DATA gets twice that (section 4.5.3.2.6).
 	CommandTimeout time.Duration
+	// SlowGreeting, when set, is called once, from another goroutine, if
+	// a server reached in plain text has sent no greeting after
+	// SlowGreetingAfter (3 s when zero), while the wait goes on (RFC 5321
+	// section 4.5.3.2 allows the server 5 minutes): a port that expects
+	// implicit TLS is silent like this, and a person waiting can be told
+	// so long before the timeout.
+	SlowGreeting func(waited time.Duration)
+	// SlowGreetingAfter is how long the greeting may take before
+	// SlowGreeting is called; zero means 3 s.
+	SlowGreetingAfter time.Duration
 	// Logger receives protocol and TLS events; nil discards them. The
 	// transcript is logged at mailsec.LevelTrace with credentials redacted.
 	Logger *slog.Logger
@@ -102,7 +112,9 @@ type Client struct {
 }
 
 // Dial connects to addr ("host:port"), reads the greeting, says EHLO and
-// opens the security context. On error the connection is closed.
+// opens the security context. On error the connection is closed; an error
+// after the connection was made is a *security.SessionError, which tells
+// what was secured before the failure (STARTTLS done, AUTH refused).
 func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	var o Options
 	if opts != nil {
@@ -138,7 +150,7 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 	}
 	if err := c.start(ctx, mode); err != nil {
 		c.wire.Conn.Close()
-		return nil, err
+		return nil, &security.SessionError{Err: err, State: c.wire.TLS, Context: c.sc}
 	}
 	return c, nil
 }
@@ -149,7 +161,12 @@ func (c *Client) start(ctx context.Context, mode TLSMode) error {
 			return err
 		}
 	}
+	stop := func() {}
+	if mode != TLSImplicit {
+		stop = wire.WatchGreeting(c.opts.SlowGreetingAfter, c.opts.SlowGreeting)
+	}
 	rep, err := c.cmd(ctx, "greeting", "")
+	stop()
 	if err != nil {
 		return greetingHint(err, mode)
 	}

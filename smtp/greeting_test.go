@@ -35,3 +35,32 @@ func TestGreetingHints(t *testing.T) {
 		})
 	}
 }
+
+// A silent port calls SlowGreeting once, after SlowGreetingAfter, while the
+// wait goes on to the timeout; a server that greets at once never does.
+func TestSlowGreetingHook(t *testing.T) {
+	for _, greet := range []string{"", "220 mx.test ESMTP\r\n"} {
+		addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+			p.Send(greet)
+			p.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			p.R.ReadByte()
+		})
+		calls := make(chan time.Duration, 2)
+		start := time.Now()
+		_, err := Dial(context.Background(), addr, clientOpts(Options{CommandTimeout: 400 * time.Millisecond,
+			SlowGreeting: func(d time.Duration) { calls <- time.Since(start); calls <- d }, SlowGreetingAfter: 50 * time.Millisecond}))
+		if greet != "" {
+			if len(calls) != 0 {
+				t.Errorf("SlowGreeting called though the server greeted at once")
+			}
+			continue
+		}
+		codeIs(t, err, mailsec.Timeout)
+		if len(calls) != 2 {
+			t.Fatal("SlowGreeting not called on a silent port")
+		}
+		if at, d := <-calls, <-calls; d != 50*time.Millisecond || at < 50*time.Millisecond || at > 300*time.Millisecond {
+			t.Errorf("SlowGreeting(%v) called after %v, want 50ms after about 50ms", d, at)
+		}
+	}
+}

@@ -7,12 +7,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/mailsec/mailsec"
 )
 
 // runCLI runs the command tree on args as the process's own command line
 // and returns what it printed on stdout and its exit code.
 func runCLI(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	return runRoot(t, newRoot(), args...)
+}
+
+// runFresh is runCLI over a root holding only cmd, freshly built, so that
+// no flag keeps a value from another test.
+func runFresh(t *testing.T, cmd *cobra.Command, args ...string) (string, int) {
+	t.Helper()
+	return runRoot(t, rootOf(cmd), args...)
+}
+
+func runRoot(t *testing.T, root *cobra.Command, args ...string) (string, int) {
 	t.Helper()
 	oldArgs, oldStdout := os.Args, os.Stdout
 	r, w, err := os.Pipe()
@@ -21,7 +35,6 @@ func runCLI(t *testing.T, args ...string) (string, int) {
 	}
 	os.Args, os.Stdout = append([]string{"mailsec"}, args...), w
 	defer func() { os.Args, os.Stdout = oldArgs, oldStdout }()
-	root := newRoot()
 	root.SetArgs(args)
 	out := make(chan string)
 	go func() { b, _ := io.ReadAll(r); out <- string(b) }()

@@ -59,7 +59,7 @@ func (f *connFlags) register(fs *pflag.FlagSet, defaultPort string) {
 	fs.StringVar(&f.server, "server", "", "server as HOST:PORT (port defaults to "+defaultPort+")")
 	fs.StringVar(&f.tlsMode, "tls", "", "implicit|starttls|starttls-optional|none (default: implicit on 465/995, else starttls)")
 	fs.StringVar(&f.auth, "auth", "", "auto|none|plain|login|cram-md5|xoauth2|oauthbearer|scram-sha-1|scram-sha-256|scram-sha-256-plus|ntlm (default: auto with --user, else none)")
-	fs.StringVar(&f.user, "user", "", "user name to authenticate as; the secret comes from MAILSEC_PASSWORD, --password-cmd or --token-cmd")
+	fs.StringVar(&f.user, "user", "", "user name to authenticate as; the secret comes from MAILSEC_PASSWORD, --password-cmd or --token-cmd, else a prompt on the terminal")
 	fs.StringVar(&f.passwordCmd, "password-cmd", "", "shell command whose first output line is the password")
 	fs.StringVar(&f.tokenCmd, "token-cmd", "", "shell command whose first output line is an OAuth access token")
 	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of trusted CA certificates (default: system roots)")
@@ -135,6 +135,13 @@ func dialWithin[O, C any](ctx context.Context, cf *connFlags, open func(context.
 	return open(dctx, addr, o)
 }
 
+// slowGreeting is the clients' SlowGreeting hook: a silent port most
+// often expects implicit TLS, and a person waiting for the timeout should
+// hear so after a few seconds, not a minute.
+func slowGreeting(waited time.Duration) {
+	fmt.Fprintf(os.Stderr, "mailsec: no greeting after %s: if this port speaks implicit TLS (465, 995, 2465, 2995) use --tls implicit\n", waited)
+}
+
 // address returns HOST:PORT, adding the default port when none is given.
 func (f *connFlags) address(defaultPort string) (string, string, error) {
 	if err := f.resolve(); err != nil {
@@ -183,7 +190,8 @@ func (f *connFlags) tlsOptions() (tlsconf.Options, error) {
 }
 
 // credentials gathers the user and secret, never from argv: from the
-// environment or a command's output.
+// environment, a command's output, the account, or else a prompt on the
+// terminal.
 func (f *connFlags) credentials(ctx context.Context) (*sasl.Credentials, string, error) {
 	mech := strings.ToLower(f.auth)
 	if mech == "" {
@@ -214,8 +222,13 @@ func (f *connFlags) credentials(ctx context.Context) (*sasl.Credentials, string,
 	case f.acct.password != "":
 		cred.Password = f.acct.password
 	default:
-		err = mailsec.Errorf(mailsec.Config, "credentials", nil,
-			"no secret for %s: set MAILSEC_PASSWORD, --password-cmd or --token-cmd, or give the account password or passwordeval (secrets are never taken from the command line)", f.user)
+		var secret string
+		var token bool
+		if secret, token, err = promptSecret(os.Stdin, os.Stderr, f.user, mech); token {
+			cred.Token = secret
+		} else {
+			cred.Password = secret
+		}
 	}
 	if err != nil {
 		return nil, "", err

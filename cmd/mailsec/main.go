@@ -5,6 +5,7 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
@@ -16,15 +17,22 @@ func main() {
 }
 
 // newRoot builds the command tree.
-func newRoot() *cobra.Command {
+func newRoot() *cobra.Command { return rootOf(commands...) }
+
+// rootOf builds the root command over cmds; tests build one over fresh
+// commands, whose flags hold no earlier run's values.
+func rootOf(cmds ...*cobra.Command) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "mailsec",
 		Short:         "Secure mail transport: send, probe, fetch and serve",
+		Version:       version(debug.ReadBuildInfo()),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(commands...)
+	root.AddCommand(cmds...)
+	requireCommand(root)
 	return root
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/sasl"
 	"github.com/mailsec/mailsec/security"
 	"github.com/mailsec/mailsec/smtp"
 	"github.com/mailsec/mailsec/tlsconf"
@@ -24,6 +25,8 @@ type probeStage struct {
 	Extensions []string `json:"extensions"`
 	StartTLS   bool     `json:"starttls"`
 	Auth       []string `json:"auth,omitempty"`
+	// UserPass is POP3's USER/PASS offered (RFC 2449 section 6.8).
+	UserPass bool `json:"user_pass,omitempty"`
 }
 
 // probeResult is the --json output of probe.
@@ -33,11 +36,16 @@ type probeResult struct {
 	Greeting  string         `json:"greeting,omitempty"`
 	BeforeTLS *probeStage    `json:"before_tls,omitempty"`
 	AfterTLS  *probeStage    `json:"after_tls,omitempty"`
+	Login     string         `json:"login,omitempty"` // the mechanism of a login that succeeded, with --user
 	TLS       *tlsconf.Facts `json:"tls,omitempty"`
 	Verified  bool           `json:"verified"`
 	Warnings  []string       `json:"warnings,omitempty"`
+	Verdict   *probeVerdict  `json:"verdict"`
 	Error     *jsonError     `json:"error,omitempty"`
 	seen      *tls.ConnectionState
+	// tlsCmd and authLabel name the protocol's STARTTLS and login in the
+	// verdicts.
+	tlsCmd, authLabel string
 }
 
 // observe shows the chain before it is verified, so that a rejected one is
@@ -63,7 +71,7 @@ func probeCmd() *cobra.Command {
 				mf.caFile = cf.caFile
 				return runProbeMX(cmd.Context(), &mf, cf.timeout, cf.json, cmd.OutOrStdout())
 			}
-			res := &probeResult{Server: cf.server}
+			res := &probeResult{Server: cf.server, tlsCmd: "STARTTLS", authLabel: "AUTH"}
 			run := runProbe
 			if pop3Flag {
 				run = runProbePOP3
@@ -74,6 +82,7 @@ func probeCmd() *cobra.Command {
 			}
 			res.OK = err == nil
 			res.Error = toJSONError(err)
+			res.Verdict = judge(res, &cf, err)
 			if cf.json {
 				printJSON(res)
 			} else {
@@ -97,21 +106,23 @@ func runProbe(ctx context.Context, cf *connFlags, res *probeResult) error {
 	if err != nil {
 		return err
 	}
-	c, err := dialWithin(ctx, cf, smtp.Dial, co.addr, co.smtpOptions(cf))
+	o := co.smtpOptions(cf)
+	o.Auth = nil // probeSession logs in itself, after what TLS shows
+	c, err := dialWithin(ctx, cf, smtp.Dial, co.addr, o)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return probeSession(ctx, cf, res, smtpProbe{c}, implicit)
+	return probeSession(ctx, cf, co, res, smtpProbe{c}, implicit)
 }
 
 // probeTarget resolves the flags for a probe and says whether TLS comes
-// first. The probe never authenticates; it records the chain even when
+// first. The probe logs in only with --user, under TLS; it records the chain even when
 // verification rejects it, so the user sees what was wrong, and it runs
 // STARTTLS or STLS by hand (see probeSession), so that the capabilities are
 // seen on both sides of it.
 func probeTarget(ctx context.Context, cf *connFlags, res *probeResult, defaultPort string, implicitPort int) (*commonOpts, bool, error) {
-	co, err := cf.common(ctx, defaultPort, false)
+	co, err := cf.common(ctx, defaultPort, true)
 	if err != nil {
 		return nil, false, err
 	}
@@ -127,9 +138,8 @@ func probeTarget(ctx context.Context, cf *connFlags, res *probeResult, defaultPo
 
 // probed is a session under probe, SMTP or POP3.
 type probed interface {
+	security.Conn // StartTLS, Requery, Authenticate, for the login driver
 	Greeting() string
-	StartTLS(ctx context.Context) error
-	Requery(ctx context.Context) error
 	TLS() *tls.ConnectionState
 	Quit(ctx context.Context) error
 	// stage is what the server announces now.
@@ -137,11 +147,15 @@ type probed interface {
 	// plainWarnings warns about what the plain-text announcement before
 	// exposes: logins offered before TLS, or no STARTTLS/STLS at all.
 	plainWarnings(before *probeStage) []string
+	// loginDriver is the security driver that logs in with cred and mech
+	// (the --auth name, "" for the strongest offered).
+	loginDriver(cred sasl.Credentials, mech string) security.Driver
 }
 
 // probeSession records what the server offers before TLS (unless it began
-// with implicit TLS) and under TLS, with the TLS facts, then quits.
-func probeSession(ctx context.Context, cf *connFlags, res *probeResult, c probed, implicit bool) error {
+// with implicit TLS) and under TLS, with the TLS facts, logs in when the
+// flags give a user, then quits.
+func probeSession(ctx context.Context, cf *connFlags, co *commonOpts, res *probeResult, c probed, implicit bool) error {
 	res.Greeting = c.Greeting()
 	if !implicit {
 		res.BeforeTLS = c.stage()
@@ -165,6 +179,16 @@ func probeSession(ctx context.Context, cf *connFlags, res *probeResult, c probed
 			res.Warnings = append(res.Warnings, "the server certificate expires on "+f.Chain[0].NotAfter.Format(time.DateOnly))
 		}
 	}
+	if co.auth != nil {
+		// A context of the one login driver: its verification says what
+		// the server offers when the login cannot run.
+		sc := &security.Context{}
+		sc.Add(c.loginDriver(*co.auth, co.mech), security.Mandatory)
+		if err := sc.Open(ctx, c); err != nil {
+			return err
+		}
+		res.Login = sc.Reports()[0].Info["mechanism"]
+	}
 	return c.Quit(ctx)
 }
 
@@ -181,6 +205,10 @@ func (c smtpProbe) stage() *probeStage {
 	caps := c.Caps()
 	s.StartTLS, s.Auth = caps.StartTLS, caps.Auth
 	return s
+}
+
+func (smtpProbe) loginDriver(cred sasl.Credentials, mech string) security.Driver {
+	return security.NewAuth(mech, cred)
 }
 
 func (c smtpProbe) plainWarnings(before *probeStage) []string {
@@ -236,11 +264,20 @@ func printProbe(r *probeResult) {
 			out("          issuer %s, expires %s, %s", c.Issuer, c.NotAfter.Format(time.DateOnly), c.SPKIPin)
 		}
 		for i, s := range r.TLS.Revocation {
+			if s.Status == tlsconf.StatusNotChecked && i == len(r.TLS.Revocation)-1 {
+				// The root: never checked, since a trust anchor is
+				// revoked by taking it out of the trust store.
+				continue
+			}
 			out("  revocation %d  %s: %s", i, s.Subject, revocationLine(s))
 		}
 	}
 	for _, wn := range r.Warnings {
 		out("WARNING   %s", wn)
+	}
+	if r.Verdict != nil && len(r.Verdict.lines) > 0 {
+		out("")
+		r.Verdict.print(out)
 	}
 }
 

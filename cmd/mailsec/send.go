@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -85,6 +86,11 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 		return err
 	}
 	res.Server = co.addr
+	if check {
+		// Nothing is sent, so no message is read: on a terminal that
+		// would wait for one.
+		in = strings.NewReader("")
+	}
 	msg, size, eightBit, cleanup, err := spool(in)
 	if err != nil {
 		return err
@@ -92,6 +98,7 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 	defer cleanup()
 	c, err := dialWithin(ctx, cf, smtp.Dial, co.addr, co.smtpOptions(cf))
 	if err != nil {
+		res.recordFailed(err)
 		return err
 	}
 	defer c.Close()
@@ -119,7 +126,7 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 func (c *commonOpts) smtpOptions(cf *connFlags) *smtp.Options {
 	return &smtp.Options{TLSMode: c.mode, TLS: c.tls, AllowPlaintextAuth: cf.plaintextAuth,
 		CommandTimeout: cf.timeout, Logger: c.logger, Transcript: cf.transcriptWriter(), LocalName: cf.localName,
-		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech}
+		Dialer: c.dialer, Auth: c.auth, Mechanism: c.mech, SlowGreeting: slowGreeting}
 }
 
 // spool makes the message seekable and measured so that SIZE (RFC 1870) and

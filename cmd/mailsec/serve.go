@@ -48,7 +48,7 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printBanner(cmd.OutOrStdout(), srv.Info())
+			printBanner(cmd.OutOrStdout(), srv.Info(), sameConfig(configFile, domain))
 			return waitForSignals(srv, log)
 		},
 	}
@@ -81,8 +81,23 @@ func loadServeConfig(file, dataDir, domain string) (*server.Config, error) {
 	return cfg, nil
 }
 
-// printBanner says where everything is and how to try it.
-func printBanner(w io.Writer, in server.Info) {
+// sameConfig is what "mailsec users add" needs, besides --data, to see the
+// configuration serve runs with: its domains name the new user's addresses.
+func sameConfig(configFile, domain string) string {
+	var s string
+	if configFile != "" {
+		s += " --config " + configFile
+	}
+	if domain != "" {
+		s += " --domain " + domain
+	}
+	return s
+}
+
+// printBanner says where everything is and how to try it, with the first
+// local domain in the example addresses; usersFlags are the flags that
+// show users add serve's configuration (see sameConfig).
+func printBanner(w io.Writer, in server.Info, usersFlags string) {
 	fmt.Fprintf(w, "mailsec serve\n  data dir:   %s\n  users file: %s\n  mailboxes:  %s/<user>/ (Maildir)\n",
 		in.DataDir, in.UsersFile, in.MailDir)
 	if in.CAFile != "" {
@@ -126,16 +141,20 @@ func printBanner(w io.Writer, in server.Info) {
 	if ca == "" {
 		ca = "<your CA file>"
 	}
-	fmt.Fprintf(w, "\nTry it:\n  mailsec users add alice --data %s\n", in.DataDir)
+	addr := "alice@localhost"
+	if len(in.Domains) > 0 {
+		addr = "alice@" + in.Domains[0]
+	}
+	fmt.Fprintf(w, "\nTry it:\n  mailsec users add alice --data %s%s\n", in.DataDir, usersFlags)
 	if a := first["submission"]; a != "" {
-		fmt.Fprintf(w, "  swaks --server %s --tls --tls-ca-path %s --auth PLAIN --auth-user alice --to alice@localhost\n", a, ca)
-		fmt.Fprintf(w, "  MAILSEC_PASSWORD=... mailsec send --server %s --ca-file %s --user alice --from alice@localhost --to alice@localhost --subject hi --body hello\n", a, ca)
+		fmt.Fprintf(w, "  swaks --server %s --tls --tls-ca-path %s --auth PLAIN --auth-user alice --to %s\n", a, ca, addr)
+		fmt.Fprintf(w, "  MAILSEC_PASSWORD=... mailsec send --server %s --ca-file %s --user alice --from %s --to %s --subject hi --body hello\n", a, ca, addr, addr)
 	}
 	if a := first["smtps"]; a != "" {
-		fmt.Fprintf(w, "  curl --url smtps://%s --cacert %s --user alice --mail-from alice@localhost --mail-rcpt alice@localhost --crlf --upload-file MESSAGE\n", a, ca)
+		fmt.Fprintf(w, "  curl --url smtps://%s --cacert %s --user alice --mail-from %s --mail-rcpt %s --crlf --upload-file MESSAGE\n", a, ca, addr, addr)
 	}
 	if a := first["mx"]; a != "" {
-		fmt.Fprintf(w, "  swaks --server %s --tls --tls-ca-path %s --to alice@localhost   (MX: no AUTH)\n", a, ca)
+		fmt.Fprintf(w, "  swaks --server %s --tls --tls-ca-path %s --to %s   (MX: no AUTH)\n", a, ca, addr)
 	}
 	if a := first["pop3s"]; a != "" {
 		fmt.Fprintf(w, "  MAILSEC_PASSWORD=... mailsec fetch --server %s --tls implicit --ca-file %s --user alice --maildir ./inbox\n", a, ca)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/server"
 	"github.com/mailsec/mailsec/userdb"
 )
 
@@ -19,13 +20,24 @@ func init() { commands = append(commands, usersCmd()) }
 
 // usersCmd is "mailsec users add|del|list": the serve user database.
 func usersCmd() *cobra.Command {
-	var dataDir string
-	open := func() (*userdb.DB, error) { return userdb.Open(filepath.Join(dataDir, "users"), nil) }
+	var configFile, dataDir, domain string
+	// The same flags as serve's find the same data directory and domains.
+	var cfg *server.Config
+	open := func() (*userdb.DB, error) {
+		var err error
+		if cfg, err = loadServeConfig(configFile, dataDir, domain); err != nil {
+			return nil, err
+		}
+		return userdb.Open(filepath.Join(cfg.DataDir, "users"), nil)
+	}
 	cmd := &cobra.Command{
 		Use:   "users",
 		Short: "Manage the users of mailsec serve (<data>/users)",
 	}
-	cmd.PersistentFlags().StringVar(&dataDir, "data", "./mailsec-data", "data directory of mailsec serve")
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&dataDir, "data", "", "data directory of mailsec serve (default: the configuration's data_dir, ./mailsec-data)")
+	pf.StringVar(&configFile, "config", "", "mailsec serve's configuration file (default: the embedded one)")
+	pf.StringVar(&domain, "domain", "", "local mail domain, as given to mailsec serve (replaces domains)")
 	add := &cobra.Command{
 		Use:   "add NAME",
 		Short: "Add a user or change a password; the password is read from the terminal (no echo) or stdin",
@@ -46,8 +58,12 @@ func usersCmd() *cobra.Command {
 			if err := db.Add(name, pw); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "user %s saved in %s; mail for %s@<domain> goes to %s\n",
-				name, db.Path(), name, filepath.Join(dataDir, "mail", name))
+			addrs := make([]string, len(cfg.Domains))
+			for i, d := range cfg.Domains {
+				addrs[i] = name + "@" + d
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s saved in %s; mail for %s goes to %s\n",
+				name, db.Path(), strings.Join(addrs, ", "), filepath.Join(cfg.DataDir, "mail", name))
 			return nil
 		},
 	}
@@ -87,22 +103,18 @@ func usersCmd() *cobra.Command {
 // would show in ps and shell history.
 func readNewPassword(in io.Reader, prompt io.Writer) (string, error) {
 	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(prompt, "Password: ")
-		a, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
+		a, err := readHidden(int(f.Fd()), prompt, "Password: ")
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprint(prompt, "Again: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
+		b, err := readHidden(int(f.Fd()), prompt, "Again: ")
 		if err != nil {
 			return "", err
 		}
-		if string(a) != string(b) {
+		if a != b {
 			return "", mailsec.Errorf(mailsec.Data, "users", nil, "passwords differ")
 		}
-		return string(a), nil
+		return a, nil
 	}
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && err != io.EOF {

@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/mailsec/mailsec"
 )
@@ -40,4 +41,25 @@ func GreetingHint(err error, implicit bool, proto string, implicitPort int, fore
 		}
 	}
 	return err
+}
+
+// DefaultSlowGreeting is how long a plain-text client waits in silence
+// before it tells its SlowGreeting hook: a port that expects implicit TLS
+// answers a plain client with silence, and a person waiting should hear so
+// long before the greeting timeout.
+const DefaultSlowGreeting = 3 * time.Second
+
+// WatchGreeting calls slow once, from another goroutine, with after (or
+// DefaultSlowGreeting when after is zero), if the greeting has not come by
+// then; the wait itself goes on. The returned stop ends the watch and is
+// called once the greeting is read. A nil slow watches nothing.
+func WatchGreeting(after time.Duration, slow func(waited time.Duration)) (stop func()) {
+	if slow == nil {
+		return func() {}
+	}
+	if after <= 0 {
+		after = DefaultSlowGreeting
+	}
+	t := time.AfterFunc(after, func() { slow(after) })
+	return func() { t.Stop() }
 }
