@@ -51,7 +51,13 @@ func sendCmd() *cobra.Command {
 				}
 				fl := cmd.Flags()
 				composing := fl.Changed("subject") || fl.Changed("body") || fl.Changed("attach")
-				p, err := spec.plan(cf.acctFrom, args, composing, os.Stdin)
+				var stdin io.Reader = os.Stdin
+				if check {
+					// Nothing is sent, so no message is read: on a
+					// terminal that would wait for one.
+					stdin = strings.NewReader("")
+				}
+				p, err := spec.plan(cf.acctFrom, args, composing, stdin)
 				if err != nil {
 					return err
 				}
@@ -86,11 +92,6 @@ func runSend(ctx context.Context, cf *connFlags, from string, rcpts []string, ch
 		return err
 	}
 	res.Server = co.addr
-	if check {
-		// Nothing is sent, so no message is read: on a terminal that
-		// would wait for one.
-		in = strings.NewReader("")
-	}
 	msg, size, eightBit, cleanup, err := spool(in)
 	if err != nil {
 		return err
