@@ -12,7 +12,7 @@ func (ss *session) mail(cmd command) *reply {
 	case ss.helo == "":
 		return errNeedHelo
 	case ss.policy == TLSRequire && ss.tls == nil:
-		return errNeedTLS // seed 004 "require"; RFC 3207 section 4
+		return errNeedTLS // Domino's "require"; RFC 3207 section 4
 	case ss.kind != MX && ss.authUser == "":
 		return errNeedAuth // RFC 6409 section 4.3, RFC 4954 section 6
 	case ss.tx != nil:

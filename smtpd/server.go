@@ -1,12 +1,12 @@
 // Package smtpd is mailsec's SMTP server (RFC 5321) for the three kinds of
 // listener a mail host runs: MX (port 25, STARTTLS offered), submission
 // (port 587, RFC 6409, STARTTLS and AUTH required) and SMTPS (port 465,
-// implicit TLS, RFC 8314). The policy is seed 004's inbound STARTTLS:
-// STARTTLS is advertised on plain listeners and can be required; AUTH is
-// neither advertised nor accepted before TLS; plaintext pipelined behind
-// STARTTLS is never executed; bare CR and LF in message data are refused
-// (SMTP smuggling); a message is acknowledged only once the Backend made it
-// durable.
+// implicit TLS, RFC 8314). The policy is Domino's inbound STARTTLS
+// (docs/requirements.md): STARTTLS is advertised on plain listeners and
+// can be required; AUTH is neither advertised nor accepted before TLS;
+// plaintext pipelined behind STARTTLS is never executed; bare CR and LF in
+// command lines and message data are refused (SMTP smuggling); a message
+// is acknowledged only once the Backend made it durable.
 //
 // Each concern has its own file: session.go (state machine), parse.go
 // (command parser), data.go and bdat.go (message readers), starttls.go (TLS
@@ -59,13 +59,13 @@ func (k Kind) String() string {
 type Policy int
 
 const (
-	// TLSMay offers STARTTLS and lets clients go on without it (seed 004's
+	// TLSMay offers STARTTLS and lets clients go on without it (Domino's
 	// negotiated SSL; the default for MX, where RFC 3207 section 4 says a
 	// publicly-referenced server must not require TLS).
 	TLSMay Policy = iota
 	// TLSRequire answers 530 to MAIL (and 538 to AUTH) until STARTTLS
-	// succeeded (seed 004: "require STARTTLS ... no mail is sent over the
-	// connection").
+	// succeeded (Domino's "require": a client that does not start TLS sends
+	// no mail over the connection).
 	TLSRequire
 )
 

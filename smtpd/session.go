@@ -238,7 +238,7 @@ func (ss *session) hello(cmd command) *reply {
 	if ss.tls != nil {
 		ext = append(ext, "REQUIRETLS")
 	}
-	// RFC 4954 section 4 and seed 004: AUTH only inside TLS, so that no
+	// RFC 4954 section 4 and Domino's rule: AUTH only inside TLS, so that no
 	// client is tempted to send a password in the clear.
 	if ss.tls != nil && ss.srv.Users != nil && ss.authUser == "" {
 		ext = append(ext, "AUTH "+strings.Join(mechanisms(), " "))
