@@ -24,6 +24,8 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec"
 )
 
 // Action is what became of the message for one recipient (RFC 3464
@@ -65,6 +67,13 @@ type Recipient struct {
 	// Diagnostic is that server's reply, "550 5.1.1 User unknown", ""
 	// when there was none (Diagnostic-Code, type smtp).
 	Diagnostic string
+	// DiagnosticChannel says how the reply was received. The readable
+	// part of the report marks a reply that came in cleartext or over
+	// unverified TLS, since anyone on the path could have written it (a
+	// phone number to call, a link to follow); the zero value, verified
+	// TLS, adds nothing. The machine-readable Diagnostic-Code is the
+	// reply as it was.
+	DiagnosticChannel mailsec.Channel
 	// LastAttempt is when delivery was last tried, zero to leave out
 	// Last-Attempt-Date.
 	LastAttempt time.Time
@@ -384,11 +393,15 @@ func (r *Report) explanation(full, cut bool, size, max int64) string {
 			s = "was delivered to a list or alias, which passed it on to its members."
 		}
 		wrap(&b, "", "    ", "<"+cleanText(rc.Final)+">: "+s)
+		said := cleanText(rc.Diagnostic)
+		if m := rc.DiagnosticChannel.Mark(); m != "" {
+			said += " " + m
+		}
 		switch {
 		case rc.Diagnostic != "" && rc.RemoteMTA != "":
-			wrap(&b, "    ", "    ", "The server "+cleanText(rc.RemoteMTA)+" answered: "+cleanText(rc.Diagnostic))
+			wrap(&b, "    ", "    ", "The server "+cleanText(rc.RemoteMTA)+" answered: "+said)
 		case rc.Diagnostic != "":
-			wrap(&b, "    ", "    ", "The answer was: "+cleanText(rc.Diagnostic))
+			wrap(&b, "    ", "    ", "The answer was: "+said)
 		case rc.RemoteMTA != "":
 			wrap(&b, "    ", "    ", "The last server tried was "+cleanText(rc.RemoteMTA)+".")
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mailsec/mailsec"
 )
 
 var t0 = time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
@@ -593,5 +595,26 @@ func TestWrapLongWord(t *testing.T) {
 	}
 	if got := strings.ReplaceAll(h.Get("Diagnostic-Code"), " ", ""); got != "smtp;"+strings.Repeat("é", 1500) {
 		t.Errorf("unfolded to %d octets", len(got))
+	}
+}
+
+// A reply received in cleartext is marked in the readable part, where a
+// person might act on it, and kept as it was in Diagnostic-Code.
+func TestCleartextDiagnosticMarked(t *testing.T) {
+	r := bounce()
+	r.Recipients = r.Recipients[:1]
+	r.Recipients[0].Diagnostic = "554 5.7.1 call +1-555-0100 to unblock"
+	r.Recipients[0].DiagnosticChannel = mailsec.ChannelCleartext
+	_, parts, _ := write(t, r, plainOriginal)
+	text := strings.Join(strings.Fields(string(parts[0].body)), " ")
+	if !strings.Contains(text, "call +1-555-0100 to unblock "+mailsec.ChannelCleartext.Mark()) {
+		t.Errorf("readable part does not mark the cleartext reply:\n%s", parts[0].body)
+	}
+	if fields := string(parts[1].body); strings.Contains(fields, "unverified") || !strings.Contains(fields, "Diagnostic-Code: smtp; 554 5.7.1 call +1-555-0100 to unblock") {
+		t.Errorf("delivery-status part:\n%s", fields)
+	}
+	r.Recipients[0].DiagnosticChannel = mailsec.ChannelVerified
+	if _, parts, _ = write(t, r, plainOriginal); strings.Contains(string(parts[0].body), "unverified") {
+		t.Errorf("verified reply marked:\n%s", parts[0].body)
 	}
 }

@@ -51,6 +51,7 @@ func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results m
 			if res.fail.reply != nil {
 				rp := res.fail.reply
 				dr.Diagnostic = strconv.Itoa(rp.Code) + " " + rp.Enhanced + " " + rp.Text()
+				dr.DiagnosticChannel = rp.Channel
 			} else {
 				dr.Diagnostic = res.fail.detail
 			}
