@@ -45,22 +45,33 @@ func TestJSONErrorMarksCleartextReply(t *testing.T) {
 }
 
 func TestProbeMarksCleartextText(t *testing.T) {
-	addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Send("220 mx.test " + spoof + "\r\n")
-		p.Expect("EHLO")
-		p.Send("250-mx.test\r\n250 8BITMIME\r\n")
-		p.Expect("QUIT")
-		p.Send("221 bye\r\n")
-	})
-	out, _ := runCLI(t, "probe", "--server", addr, "--timeout", "3s")
+	peer := func() string {
+		addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+			p.Send("220 mx.test " + spoof + "\r\n")
+			p.Expect("EHLO")
+			p.Send("250-mx.test\r\n250 8BITMIME\r\n")
+			p.Expect("QUIT")
+			p.Send("221 bye\r\n")
+		})
+		return addr
+	}
+	out, _ := runFresh(t, probeCmd(), "probe", "--server", peer(), "--timeout", "3s")
 	const mark = " (unverified server text, received before TLS)"
 	if !strings.Contains(out, "greeting  mx.test "+spoof+mark+"\n") || !strings.Contains(out, "before TLS: 8BITMIME"+mark+"\n") {
 		t.Errorf("probe output does not mark the cleartext text:\n%s", out)
 	}
+	js, _ := runFresh(t, probeCmd(), "probe", "--server", peer(), "--timeout", "3s", "--json")
+	var res struct {
+		GreetingChannel string `json:"greeting_channel"`
+		BeforeTLS       struct {
+			Channel string `json:"channel"`
+		} `json:"before_tls"`
+	}
+	if err := json.Unmarshal([]byte(js), &res); err != nil || res.GreetingChannel != "cleartext" || res.BeforeTLS.Channel != "cleartext" {
+		t.Errorf("probe --json does not say the text came in cleartext (%v):\n%s", err, js)
+	}
 }
 
-// A relay attempt's stored reply keeps how it was received, and queue show
-// marks a cleartext one, so an operator is not misled by forged text.
 func TestQueueOutcomeMarksCleartextReply(t *testing.T) {
 	rep := &mailsec.Reply{Code: 451, Enhanced: "4.7.1", Lines: []string{spoof}, Channel: mailsec.ChannelCleartext}
 	got := outcomeText(&queue.Outcome{Host: "mx.test", Addr: "127.0.0.1", Reply: rep})

@@ -27,22 +27,30 @@ type probeStage struct {
 	Auth       []string `json:"auth,omitempty"`
 	// UserPass is POP3's USER/PASS offered (RFC 2449 section 6.8).
 	UserPass bool `json:"user_pass,omitempty"`
+	// Channel says whether anyone on the path could have written the
+	// announcement: cleartext before TLS, unverified-tls when the
+	// certificate was not verified.
+	Channel mailsec.Channel `json:"channel"`
 }
 
 // probeResult is the --json output of probe.
 type probeResult struct {
-	OK        bool           `json:"ok"`
-	Server    string         `json:"server"`
-	Greeting  string         `json:"greeting,omitempty"`
-	BeforeTLS *probeStage    `json:"before_tls,omitempty"`
-	AfterTLS  *probeStage    `json:"after_tls,omitempty"`
-	Login     string         `json:"login,omitempty"` // the mechanism of a login that succeeded, with --user
-	TLS       *tlsconf.Facts `json:"tls,omitempty"`
-	Verified  bool           `json:"verified"`
-	Warnings  []string       `json:"warnings,omitempty"`
-	Verdict   *probeVerdict  `json:"verdict"`
-	Error     *jsonError     `json:"error,omitempty"`
-	seen      *tls.ConnectionState
+	OK       bool   `json:"ok"`
+	Server   string `json:"server"`
+	Greeting string `json:"greeting,omitempty"`
+	// GreetingChannel is how the greeting arrived (probeStage.Channel),
+	// when there was one.
+	GreetingChannel string `json:"greeting_channel,omitempty"`
+	greetingCh      mailsec.Channel
+	BeforeTLS       *probeStage    `json:"before_tls,omitempty"`
+	AfterTLS        *probeStage    `json:"after_tls,omitempty"`
+	Login           string         `json:"login,omitempty"` // the mechanism of a login that succeeded, with --user
+	TLS             *tlsconf.Facts `json:"tls,omitempty"`
+	Verified        bool           `json:"verified"`
+	Warnings        []string       `json:"warnings,omitempty"`
+	Verdict         *probeVerdict  `json:"verdict"`
+	Error           *jsonError     `json:"error,omitempty"`
+	seen            *tls.ConnectionState
 	// tlsCmd and authLabel name the protocol's STARTTLS and login in the
 	// verdicts.
 	tlsCmd, authLabel string
@@ -83,6 +91,7 @@ func probeCmd() *cobra.Command {
 			res.OK = err == nil
 			res.Error = toJSONError(err)
 			res.Verdict = judge(res, &cf, err)
+			res.markChannels()
 			if cf.json {
 				printJSON(res)
 			} else {
@@ -222,21 +231,32 @@ func (c smtpProbe) plainWarnings(before *probeStage) []string {
 	return w
 }
 
+// markChannels records how each piece of server text arrived: what came
+// before TLS, or under TLS that was not verified, anyone on the path
+// could have written, and the output says so wherever it shows it.
+func (r *probeResult) markChannels() {
+	underTLS := mailsec.ChannelVerified
+	if !r.Verified || !r.OK {
+		underTLS = mailsec.ChannelUnverifiedTLS
+	}
+	r.greetingCh = underTLS
+	if r.BeforeTLS != nil {
+		r.BeforeTLS.Channel = mailsec.ChannelCleartext
+		r.greetingCh = mailsec.ChannelCleartext
+	}
+	if r.AfterTLS != nil {
+		r.AfterTLS.Channel = underTLS
+	}
+	if r.Greeting != "" {
+		r.GreetingChannel = r.greetingCh.String()
+	}
+}
+
 func printProbe(r *probeResult) {
 	// Greeting, capabilities and certificate names are the server's words:
 	// each line goes to the terminal with its control characters escaped.
 	out := func(format string, args ...any) {
 		fmt.Fprintln(os.Stdout, mailsec.Printable(fmt.Sprintf(format, args...)))
-	}
-	// What came before TLS, or under TLS that was not verified, anyone on
-	// the path could have written: each such line says so.
-	underTLS := mailsec.ChannelVerified
-	if !r.Verified || !r.OK {
-		underTLS = mailsec.ChannelUnverifiedTLS
-	}
-	greeting := underTLS
-	if r.BeforeTLS != nil {
-		greeting = mailsec.ChannelCleartext
 	}
 	marked := func(text string, ch mailsec.Channel) string {
 		return strings.TrimSpace(text + " " + ch.Mark())
@@ -245,16 +265,15 @@ func printProbe(r *probeResult) {
 	if r.Greeting != "" {
 		// A multi-line banner keeps its lines.
 		for i, l := range strings.Split(r.Greeting, "\n") {
-			out("%s%s", map[bool]string{true: "greeting  ", false: "          "}[i == 0], marked(l, greeting))
+			out("%s%s", map[bool]string{true: "greeting  ", false: "          "}[i == 0], marked(l, r.greetingCh))
 		}
 	}
 	for _, st := range []struct {
 		name string
 		s    *probeStage
-		ch   mailsec.Channel
-	}{{"before TLS", r.BeforeTLS, mailsec.ChannelCleartext}, {"after TLS", r.AfterTLS, underTLS}} {
+	}{{"before TLS", r.BeforeTLS}, {"after TLS", r.AfterTLS}} {
 		if st.s != nil {
-			out("%s: %s", st.name, marked(strings.Join(st.s.Extensions, ", "), st.ch))
+			out("%s: %s", st.name, marked(strings.Join(st.s.Extensions, ", "), st.s.Channel))
 		}
 	}
 	if r.TLS != nil {
