@@ -285,7 +285,7 @@ func (r *Report) check() error {
 
 func (r *Report) hasUTF8Address() bool {
 	for _, rc := range r.Recipients {
-		if !isASCII(rc.Final) || !isASCII(xtextDecode(rc.Original)) {
+		if !isASCII(rc.Final) || !isASCII(XtextDecode(rc.Original)) {
 			return true
 		}
 	}
@@ -432,7 +432,7 @@ func (r *Report) explanation(full, cut bool, size, max int64) string {
 func (r *Report) deliveryStatus(utf8Status bool) []byte {
 	var b bytes.Buffer
 	if r.EnvID != "" {
-		fold(&b, "Original-Envelope-Id:", cleanASCII(xtextDecode(r.EnvID)))
+		fold(&b, "Original-Envelope-Id:", cleanASCII(XtextDecode(r.EnvID)))
 	}
 	fold(&b, "Reporting-MTA:", "dns; "+cleanASCII(r.ReportingMTA))
 	if !r.Arrival.IsZero() {
@@ -441,7 +441,7 @@ func (r *Report) deliveryStatus(utf8Status bool) []byte {
 	for _, rc := range r.Recipients {
 		b.WriteString("\r\n")
 		if rc.Original != "" {
-			typ, a, ok := strings.Cut(xtextDecode(rc.Original), ";")
+			typ, a, ok := strings.Cut(XtextDecode(rc.Original), ";")
 			if !ok {
 				typ, a = "unknown", typ
 			}

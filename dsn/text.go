@@ -95,10 +95,32 @@ func isASCII(s string) bool {
 	return true
 }
 
-// xtextDecode undoes RFC 3461 section 4's xtext ("+" and two hex digits
+// IsXtext reports whether s is RFC 3461 section 4 xtext: printable ASCII
+// but "+" and "=", with "+" and two upper-case hex digits for any other
+// octet. ENVID and ORCPT values end up in queued envelopes, in the next
+// hop's commands and in delivery reports, so nothing else may pass: a CR
+// or LF would end the command line and start another.
+func IsXtext(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			if i+2 >= len(s) || !isUpperHex(s[i+1]) || !isUpperHex(s[i+2]) {
+				return false
+			}
+			i += 2
+		case c < '!' || c > '~' || c == '=':
+			return false
+		}
+	}
+	return true
+}
+
+func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
+
+// XtextDecode undoes RFC 3461 section 4's xtext ("+" and two hex digits
 // for an octet); s is returned as it is when it is not valid xtext, as a
 // caller that decoded it already would pass it.
-func xtextDecode(s string) string {
+func XtextDecode(s string) string {
 	if !strings.Contains(s, "+") {
 		return s
 	}

@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/dane"
 	"github.com/mailsec/mailsec/dial"
+	"github.com/mailsec/mailsec/dsn"
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/smtp"
 	"github.com/mailsec/mailsec/tlsrpt"
@@ -28,6 +30,12 @@ type result struct {
 	status  queue.Status
 	outcome *queue.Outcome
 	fail    *failure // nil when delivered
+	// notice is the success notice a recipient who asked for one
+	// (NOTIFY=SUCCESS) gets from this relay (RFC 3464 section 2.3.3):
+	// "relayed" after a hand-over to a server without DSN, which will not
+	// report (RFC 3461 section 5.2.2), "delivered" after a final delivery
+	// here; "" when the next hop took the request over.
+	notice dsn.Action
 }
 
 // deliverTo hands the message to one destination for the recipients idx,
@@ -302,15 +310,21 @@ func (r *Relay) transact(ctx context.Context, e *queue.Entry, s *session, idx []
 			return allFailed(idx, newFailure("5.7.30", nil, "REQUIRETLS: %s does not offer REQUIRETLS, so it would not keep the requirement", s.host), s.outcome()), false
 		}
 	}
-	mo := &smtp.MailOptions{Size: e.Size, AllowPartial: true, RequireTLS: e.RequireTLS}
+	mo := dsnOptions(e, idx)
+	mo.Size, mo.AllowPartial, mo.RequireTLS = e.Size, true, e.RequireTLS
 	if e.Body == "8BITMIME" {
 		mo.Body = smtp.Body8BitMIME
 	}
 	res, err := s.c.Send(ctx, e.From, to, body, mo)
 	out := make(map[int]result, len(idx))
 	if err == nil || (res != nil && (res.Reply != nil || len(res.Recipients) > 0)) {
+		dsnOffered, _ := s.c.Extension("DSN")
 		for i, k := range idx {
-			out[k] = r.recipientResult(res, i, err, s)
+			rs := r.recipientResult(res, i, err, s)
+			if rs.status == queue.Delivered && !dsnOffered {
+				rs.notice = dsn.Relayed
+			}
+			out[k] = rs
 		}
 		return out, false
 	}
@@ -339,6 +353,45 @@ func (r *Relay) transact(ctx context.Context, e *queue.Entry, s *session, idx []
 	// message may have arrived; delivering it again is the lesser evil
 	// (RFC 5321 section 6.1 on duplicates).
 	return allFailed(idx, newFailure("4.4.2", err, "the session with %s broke: %v", s.host, err), s.outcome()), true
+}
+
+// dsnOptions are the DSN parameters the submitter gave, to be passed on
+// with the message (RFC 3461 section 5.2.1: a relay to a server offering
+// DSN relays them): RET and ENVID, and each recipient's NOTIFY and ORCPT.
+// To a server without DSN they are left out, and the relay gives the
+// notices itself.
+func dsnOptions(e *queue.Entry, idx []int) *smtp.MailOptions {
+	mo := &smtp.MailOptions{DSNIfOffered: true}
+	// The queue keeps ENVID as it was received, in xtext; Send encodes
+	// it again. One that would not pass RFC 3461 section 4.4 once decoded
+	// (a control character) is not passed on, rather than holding up the
+	// message.
+	if id := dsn.XtextDecode(e.EnvID); !strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		mo.EnvID = id
+	}
+	if ret, err := smtp.ParseDSNReturn(e.Ret); err == nil {
+		mo.Ret = ret
+	}
+	for _, k := range idx {
+		rc := e.Recipients[k]
+		ro := smtp.RcptOptions{ORcpt: rc.ORcpt}
+		if rc.Notify != "" {
+			ro.Notify, _ = smtp.ParseNotify(rc.Notify)
+		}
+		if ro.Check() != nil {
+			// Checked when the message was received; a value that
+			// fails now must not hold up the delivery, only its
+			// parameters.
+			ro = smtp.RcptOptions{}
+		}
+		if ro != (smtp.RcptOptions{}) {
+			if mo.Recipients == nil {
+				mo.Recipients = map[string]smtp.RcptOptions{}
+			}
+			mo.Recipients[rc.Addr] = ro
+		}
+	}
+	return mo
 }
 
 // recipientResult is recipient i's result of a transaction that reached

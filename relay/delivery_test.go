@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/wiretest"
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/resolve"
 	"github.com/mailsec/mailsec/sasl"
@@ -439,5 +440,122 @@ func TestHostileRecipient(t *testing.T) {
 	b := waitMail(t, e.local, "alice", 1)[0]
 	if !strings.Contains(b, "Status: 5.1.3") || !strings.Contains(b, "invalid address") {
 		t.Errorf("bounce:\n%s", b)
+	}
+}
+
+// enqueueDSN enqueues a message from alice@local.test whose envelope
+// carries DSN parameters, as smtpd would have received them (xtext kept).
+func (e *env) enqueueDSN(rcpts ...queue.Recipient) queue.ID {
+	e.t.Helper()
+	env := &queue.Envelope{From: "alice@local.test", AuthUser: "alice", Ret: "HDRS", EnvID: "env+2B1", Recipients: rcpts}
+	id, err := e.q.Enqueue(context.Background(), env, strings.NewReader("From: alice@local.test\r\nSubject: dsn\r\n\r\nhello\r\n"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return id
+}
+
+// A relay passes the submitter's DSN parameters on to a next hop that
+// offers DSN (RFC 3461 section 5.2.1), each recipient's own, ORCPT as it
+// was received; the next hop then reports, so this relay sends no success
+// notice of its own.
+func TestDSNParametersPassedOn(t *testing.T) {
+	d := startDest(t, "127.0.0.2", 0, nil, smtpd.MX, nil)
+	e := newEnv(t, d.port(), nil)
+	e.mx("example.test", 10, "mx1.example.test", "127.0.0.2")
+	id := e.enqueueDSN(
+		queue.Recipient{Addr: "bob@example.test", Notify: "SUCCESS,FAILURE", ORcpt: "rfc822;bob+2Bx@example.test"},
+		queue.Recipient{Addr: "carol@example.test", Notify: "NEVER"},
+		queue.Recipient{Addr: "dave@example.test"})
+	got := d.wait(t, 1)[0].env
+	e.gone(id)
+	if got.Ret != "HDRS" || got.EnvID != "env+2B1" {
+		t.Errorf("next hop got RET %q ENVID %q", got.Ret, got.EnvID)
+	}
+	want := map[string][2]string{"bob@example.test": {"SUCCESS,FAILURE", "rfc822;bob+2Bx@example.test"},
+		"carol@example.test": {"NEVER", ""}, "dave@example.test": {"", ""}}
+	for _, rc := range got.Rcpts {
+		if w := want[rc.Addr]; rc.Notify != w[0] || rc.ORcpt != w[1] {
+			t.Errorf("%s: next hop got NOTIFY %q ORCPT %q, want %q", rc.Addr, rc.Notify, rc.ORcpt, w)
+		}
+	}
+	if len(got.Rcpts) != 3 {
+		t.Errorf("next hop got %d recipients", len(got.Rcpts))
+	}
+	if n := len(e.local.mail(t, "alice")); n != 0 {
+		t.Errorf("%d notices although the next hop reports on delivery", n)
+	}
+}
+
+// A next hop without DSN gets no DSN parameters and still gets the
+// message; a recipient who asked for NOTIFY=SUCCESS then hears from this
+// relay that the message was relayed (RFC 3461 section 5.2.2), the others
+// hear nothing.
+func TestRelayedNoticeWhenNextHopLacksDSN(t *testing.T) {
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		p.Send("220 mx1.example.test ESMTP\r\n")
+		p.Expect("EHLO")
+		p.Send("250 mx1.example.test\r\n")
+		for _, want := range []string{"MAIL FROM:<alice@local.test>", "RCPT TO:<bob@example.test>", "RCPT TO:<dave@example.test>"} {
+			if got := p.Expect(want); got != want {
+				t.Errorf("next hop got %q, want exactly %q", got, want)
+			}
+			p.Send("250 ok\r\n")
+		}
+		p.Expect("DATA")
+		p.Send("354 go\r\n")
+		for {
+			if l := p.Expect(""); l == "." || l == "" {
+				break
+			}
+		}
+		p.Send("250 2.0.0 queued as Q1\r\n")
+	})
+	_, port, _ := net.SplitHostPort(addr)
+	portN, _ := strconv.Atoi(port)
+	e := newEnv(t, portN, nil)
+	e.mx("example.test", 10, "mx1.example.test", "127.0.0.1")
+	id := e.enqueueDSN(
+		queue.Recipient{Addr: "bob@example.test", Notify: "SUCCESS", ORcpt: "rfc822;bob+2Bx@example.test"},
+		queue.Recipient{Addr: "dave@example.test"})
+	<-done
+	e.gone(id)
+	notices := waitMail(t, e.local, "alice", 1)
+	n := notices[0]
+	for _, want := range []string{"Subject: Successful Mail Delivery Report", "Final-Recipient: rfc822; bob@example.test",
+		"Original-Recipient: rfc822; bob+x@example.test", "Action: relayed", "Status: 2.0.0",
+		"Remote-MTA: dns; mx1.example.test", "Diagnostic-Code: smtp; 250 2.0.0 queued as Q1", "Original-Envelope-Id: env+1"} {
+		if !strings.Contains(n, want) {
+			t.Errorf("notice lacks %q:\n%s", want, n)
+		}
+	}
+	if strings.Contains(n, "dave@example.test") {
+		t.Errorf("dave asked for no success notice:\n%s", n)
+	}
+	if strings.Contains(n, "hello") {
+		t.Errorf("RET=HDRS, yet the notice carries the body:\n%s", n)
+	}
+}
+
+// A final delivery here answers NOTIFY=SUCCESS with a "delivered" notice
+// (RFC 3464 section 2.3.3), with no remote MTA to name.
+func TestDeliveredNoticeForLocalRecipient(t *testing.T) {
+	e := newEnv(t, 25, nil)
+	id := e.enqueueDSN(queue.Recipient{Addr: "alice@local.test", Notify: "SUCCESS"})
+	e.gone(id)
+	mail := waitMail(t, e.local, "alice", 2)
+	var notice string
+	for _, m := range mail {
+		if strings.Contains(m, "report-type=delivery-status") {
+			notice = m
+		}
+	}
+	for _, want := range []string{"Final-Recipient: rfc822; alice@local.test", "Action: delivered", "Status: 2.0.0"} {
+		if !strings.Contains(notice, want) {
+			t.Errorf("notice lacks %q:\n%s", want, notice)
+		}
+	}
+	if strings.Contains(notice, "Remote-MTA:") {
+		t.Errorf("a local delivery names a remote MTA:\n%s", notice)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/dsn"
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/store"
 )
@@ -71,7 +72,7 @@ func (r *Relay) deliverLocal(ctx context.Context, e *queue.Entry, idx []int) map
 	for _, k := range ok {
 		o := *local
 		o.Time = time.Now()
-		out[k] = result{status: queue.Delivered, outcome: &o}
+		out[k] = result{status: queue.Delivered, outcome: &o, notice: dsn.Delivered}
 	}
 	return out
 }

@@ -12,16 +12,17 @@ import (
 )
 
 // notify tells the sender about the recipients idx: a bounce (RFC 3464
-// delivery status notification, action failed) or, when delayed is set, a
-// delay notice. A local sender gets it in the mailbox at once; any other
-// through the queue, from the null sender so that it can never cause a
-// notice in turn. Mail from the null sender gets none (RFC 5321 section
-// 6.1, RFC 3461 section 6.2), and neither do recipients whose NOTIFY
-// excludes the event.
-func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results map[int]result, delayed bool) {
-	event := "FAILURE"
-	if delayed {
-		event = "DELAY"
+// delivery status notification, action failed), a delay notice (action
+// delayed), or for success each recipient's notice (result.notice:
+// relayed or delivered, RFC 3464 section 2.3.3). A local sender gets it in
+// the mailbox at once; any other through the queue, from the null sender
+// so that it can never cause a notice in turn. Mail from the null sender
+// gets none (RFC 5321 section 6.1, RFC 3461 section 6.2), and neither do
+// recipients whose NOTIFY excludes the event.
+func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results map[int]result, action dsn.Action) {
+	event := map[dsn.Action]string{dsn.Failed: "FAILURE", dsn.Delayed: "DELAY"}[action]
+	if event == "" {
+		event = "SUCCESS"
 	}
 	if e.From == "" {
 		r.log.Info("no notice: the message has the null sender", "id", e.ID, "event", event)
@@ -62,10 +63,17 @@ func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results m
 		if res.outcome != nil {
 			dr.RemoteMTA = res.outcome.Host
 		}
-		if delayed {
+		switch {
+		case action == dsn.Delayed:
 			dr.Action = dsn.Delayed
 			dr.Status = "4" + dr.Status[1:]
 			dr.WillRetryUntil = e.Created.Add(r.o.Lifetime)
+		case event == "SUCCESS":
+			dr.Action, dr.Status = res.notice, "2.0.0"
+			if rp := res.outcome.Reply; rp != nil {
+				dr.Diagnostic = strconv.Itoa(rp.Code) + " " + rp.Enhanced + " " + rp.Text()
+				dr.DiagnosticChannel = rp.Channel
+			}
 		}
 		rep.Recipients = append(rep.Recipients, dr)
 	}

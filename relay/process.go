@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/dsn"
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/smtp"
 )
@@ -98,7 +99,7 @@ func (r *Relay) finish(ctx context.Context, e *queue.Entry, results map[int]resu
 	now := time.Now()
 	age := now.Sub(e.Created)
 	a := &queue.Attempt{Recipients: map[int]queue.RecipientUpdate{}}
-	var failed, deferred []int
+	var failed, deferred, succeeded []int
 	for k, res := range results {
 		if res.status == queue.Pending && age >= r.o.Lifetime {
 			res.status = queue.Failed
@@ -112,16 +113,23 @@ func (r *Relay) finish(ctx context.Context, e *queue.Entry, results map[int]resu
 			failed = append(failed, k)
 		case queue.Pending:
 			deferred = append(deferred, k)
+		case queue.Delivered:
+			if res.notice != "" {
+				succeeded = append(succeeded, k)
+			}
 		}
 		r.report(e, k, res, age)
 	}
 	// The notices go into the queue before the outcome is recorded: after
 	// a crash in between, the sender may be told twice, never not at all.
 	if len(failed) > 0 {
-		r.notify(ctx, e, failed, results, false)
+		r.notify(ctx, e, failed, results, dsn.Failed)
+	}
+	if len(succeeded) > 0 {
+		r.notify(ctx, e, succeeded, results, dsn.Relayed)
 	}
 	if len(deferred) > 0 && !e.DelayNotified && r.o.DelayNotice > 0 && age >= r.o.DelayNotice {
-		r.notify(ctx, e, deferred, results, true)
+		r.notify(ctx, e, deferred, results, dsn.Delayed)
 		a.DelayNotified = true
 	}
 	done := len(deferred) == 0 && len(pendingBesides(e, results)) == 0

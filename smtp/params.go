@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/dsn"
 )
 
 // BodyType is the BODY parameter of MAIL FROM (RFC 6152 section 2). The
@@ -142,33 +143,84 @@ func (o *MailOptions) bodyParam(ext map[string]string) (string, error) {
 	return "", mailsec.Errorf(mailsec.Config, "MAIL FROM", nil, "BODY must be 7BIT or 8BITMIME, not %q", string(o.Body))
 }
 
-// dsnParams are the DSN parameters of MAIL FROM, and NOTIFY for every RCPT
-// TO, that o asks for (RFC 3461 section 4), checked before anything is
-// sent: invalid values, then whether the server offers DSN.
-func (o *MailOptions) dsnParams(ext map[string]string) (mail, rcpt string, err error) {
-	if o.Ret == "" && o.EnvID == "" && o.Notify == 0 {
-		return "", "", nil
+// RcptOptions are the DSN parameters of one RCPT TO (RFC 3461 section 4).
+// The zero value sends none.
+type RcptOptions struct {
+	// Notify is the recipient's NOTIFY set (section 4.1).
+	Notify Notify
+	// ORcpt is the original recipient as it goes on the wire: the
+	// address type, ";", and the address in xtext (section 4.2,
+	// "rfc822;bob+2Bx@example.com"). A relay passes on what it received.
+	ORcpt string
+}
+
+// param is the RCPT TO parameter string of r.
+func (r RcptOptions) param() string {
+	var p string
+	if r.Notify != 0 {
+		p = " NOTIFY=" + r.Notify.String()
+	}
+	if r.ORcpt != "" {
+		p += " ORCPT=" + r.ORcpt
+	}
+	return p
+}
+
+// Check refuses what section 4 does not allow: a NOTIFY set with NEVER
+// and more, an ORCPT without its address type, or one whose address is
+// not xtext, which could also end the command line and start another.
+// Send makes the same check before anything is sent.
+func (r RcptOptions) Check() error {
+	if err := r.Notify.check(); err != nil {
+		return err
+	}
+	if r.ORcpt == "" {
+		return nil
+	}
+	typ, addr, ok := strings.Cut(r.ORcpt, ";")
+	if !ok || typ == "" || addr == "" || !dsn.IsXtext(typ) || !dsn.IsXtext(addr) || strings.ContainsRune(typ, '+') {
+		return mailsec.Errorf(mailsec.Config, "RCPT TO", nil, "ORCPT %q is not \"type;xtext\" (RFC 3461 section 4.2)", r.ORcpt)
+	}
+	return nil
+}
+
+// dsnParams are the DSN parameters of MAIL FROM, and the function giving
+// those of each RCPT TO, that o asks for (RFC 3461 section 4), checked
+// before anything is sent: invalid values, then whether the server offers
+// DSN.
+func (o *MailOptions) dsnParams(ext map[string]string) (mail string, rcpt func(to string) string, err error) {
+	none := func(string) string { return "" }
+	if o.Ret == "" && o.EnvID == "" && o.Notify == 0 && len(o.Recipients) == 0 {
+		return "", none, nil
 	}
 	switch o.Ret {
 	case "", RetFull, RetHeaders:
 	default:
-		return "", "", mailsec.Errorf(mailsec.Config, "MAIL FROM", nil, "RET must be FULL or HDRS, not %q", string(o.Ret))
+		return "", nil, mailsec.Errorf(mailsec.Config, "MAIL FROM", nil, "RET must be FULL or HDRS, not %q", string(o.Ret))
 	}
 	if err := o.Notify.check(); err != nil {
-		return "", "", err
+		return "", nil, err
+	}
+	for _, r := range o.Recipients {
+		if err := r.Check(); err != nil {
+			return "", nil, err
+		}
 	}
 	envid := xtext(o.EnvID)
 	for _, r := range o.EnvID {
 		// RFC 3461 section 4.4: printable US-ASCII only, before encoding.
 		if r < 0x20 || r > 0x7e {
-			return "", "", mailsec.Errorf(mailsec.Config, "MAIL FROM", nil, "ENVID %q has a character that is not printable US-ASCII (RFC 3461 section 4.4)", o.EnvID)
+			return "", nil, mailsec.Errorf(mailsec.Config, "MAIL FROM", nil, "ENVID %q has a character that is not printable US-ASCII (RFC 3461 section 4.4)", o.EnvID)
 		}
 	}
 	if len(envid) > maxEnvID {
-		return "", "", mailsec.Errorf(mailsec.Config, "MAIL FROM", nil, "ENVID is %d characters once encoded, more than %d (RFC 3461 section 4.4)", len(envid), maxEnvID)
+		return "", nil, mailsec.Errorf(mailsec.Config, "MAIL FROM", nil, "ENVID is %d characters once encoded, more than %d (RFC 3461 section 4.4)", len(envid), maxEnvID)
 	}
 	if _, ok := ext["DSN"]; !ok {
-		return "", "", mailsec.Errorf(mailsec.Unsupported, "MAIL FROM", nil, "DSN parameters given but the server does not offer DSN (RFC 3461)")
+		if o.DSNIfOffered {
+			return "", none, nil
+		}
+		return "", nil, mailsec.Errorf(mailsec.Unsupported, "MAIL FROM", nil, "DSN parameters given but the server does not offer DSN (RFC 3461)")
 	}
 	if o.Ret != "" {
 		mail += " RET=" + string(o.Ret)
@@ -176,8 +228,11 @@ func (o *MailOptions) dsnParams(ext map[string]string) (mail, rcpt string, err e
 	if o.EnvID != "" {
 		mail += " ENVID=" + envid
 	}
-	if o.Notify != 0 {
-		rcpt = " NOTIFY=" + o.Notify.String()
-	}
-	return mail, rcpt, nil
+	all := RcptOptions{Notify: o.Notify}.param()
+	return mail, func(to string) string {
+		if r, ok := o.Recipients[to]; ok {
+			return r.param()
+		}
+		return all
+	}, nil
 }

@@ -84,6 +84,18 @@ func TestBadOptionsRefusedBeforeSending(t *testing.T) {
 		{"no DSN", "250 8BITMIME\r\n", MailOptions{Ret: RetFull}, mailsec.Unsupported,
 			"DSN parameters given but the server does not offer DSN (RFC 3461)"},
 		{"no 8BITMIME", "250 DSN\r\n", MailOptions{Body: Body8BitMIME}, mailsec.Unsupported, "server does not offer 8BITMIME"},
+		{"orcpt without type", "250 DSN\r\n", MailOptions{Recipients: map[string]RcptOptions{"a@x.test": {ORcpt: "a@x.test"}}}, mailsec.Config,
+			`ORCPT "a@x.test" is not "type;xtext" (RFC 3461 section 4.2)`},
+		{"orcpt type with space", "250 DSN\r\n", MailOptions{Recipients: map[string]RcptOptions{"a@x.test": {ORcpt: "rfc 822;a@x.test"}}}, mailsec.Config,
+			`is not "type;xtext"`},
+		{"orcpt not xtext", "250 DSN\r\n", MailOptions{Recipients: map[string]RcptOptions{"a@x.test": {ORcpt: "rfc822;a+tag@x.test"}}}, mailsec.Config,
+			`is not "type;xtext"`},
+		{"orcpt injection", "250 DSN\r\n", MailOptions{Recipients: map[string]RcptOptions{"a@x.test": {ORcpt: "rfc822;a@x.test\r\nRCPT TO:<evil@y.test>"}}}, mailsec.Config,
+			`is not "type;xtext"`},
+		{"orcpt truncated hex", "250 DSN\r\n", MailOptions{Recipients: map[string]RcptOptions{"a@x.test": {ORcpt: "rfc822;a+2"}}}, mailsec.Config,
+			`is not "type;xtext"`},
+		{"never with others per recipient", "250 DSN\r\n", MailOptions{DSNIfOffered: true, Recipients: map[string]RcptOptions{"a@x.test": {Notify: NotifyNever | NotifySuccess}}}, mailsec.Config,
+			"NEVER cannot be combined"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,4 +146,52 @@ func TestParseNotify(t *testing.T) {
 	if _, err := ParseDSNReturn("body"); err == nil || !strings.Contains(err.Error(), `not "body"`) {
 		t.Errorf("ParseDSNReturn(body) error %v", err)
 	}
+}
+
+// A relay passes each recipient's own NOTIFY and ORCPT on, the ORCPT as it
+// was received (RFC 3461 section 4.2), to a server offering DSN;
+// to one without DSN it sends none and delivers anyway (DSNIfOffered), the
+// notices being the relay's to give (RFC 3461 section 5.2).
+func TestPerRecipientDSNAsARelay(t *testing.T) {
+	o := &MailOptions{Ret: RetFull, EnvID: "e1", DSNIfOffered: true, Recipients: map[string]RcptOptions{
+		"a@x.test": {Notify: NotifySuccess | NotifyFailure, ORcpt: "rfc822;a+2Btag+3D1@x.test"},
+		"b@x.test": {Notify: NotifyNever},
+	}}
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		greet(p, "250-mx.test\r\n250 DSN\r\n")
+		expectLine(p, "MAIL FROM:<s@x.test> RET=FULL ENVID=e1")
+		p.Send("250 ok\r\n")
+		expectLine(p, "RCPT TO:<a@x.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Btag+3D1@x.test")
+		p.Send("250 ok\r\n")
+		expectLine(p, "RCPT TO:<b@x.test> NOTIFY=NEVER")
+		p.Send("250 ok\r\n")
+		expectLine(p, "RCPT TO:<c@x.test>")
+		p.Send("250 ok\r\n")
+		p.Expect("DATA")
+		p.Send("354 go\r\n")
+		readData(p)
+		p.Send("250 2.0.0 queued\r\n")
+	})
+	c := dialPlain(t, addr)
+	if _, err := c.Send(context.Background(), "s@x.test", []string{"a@x.test", "b@x.test", "c@x.test"}, strings.NewReader("x\n"), o); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+
+	addr, _, done = wiretest.Scripted(t, func(p *wiretest.Peer) {
+		greet(p, "250 mx.test\r\n")
+		expectLine(p, "MAIL FROM:<s@x.test>")
+		p.Send("250 ok\r\n")
+		expectLine(p, "RCPT TO:<a@x.test>")
+		p.Send("250 ok\r\n")
+		p.Expect("DATA")
+		p.Send("354 go\r\n")
+		readData(p)
+		p.Send("250 2.0.0 queued\r\n")
+	})
+	c = dialPlain(t, addr)
+	if _, err := c.Send(context.Background(), "s@x.test", []string{"a@x.test"}, strings.NewReader("x\n"), o); err != nil {
+		t.Fatal(err)
+	}
+	<-done
 }

@@ -30,6 +30,16 @@ type MailOptions struct {
 	// DSN is refused before anything is sent, rather than dropped: the
 	// caller asked for notices that would never come.
 	Notify Notify
+	// Recipients, when set, gives the DSN parameters of each recipient
+	// (keyed by the address as passed to Send) in place of Notify: what
+	// a relay passes on for each recipient it received (RFC 3461 section
+	// 4.1, 4.2). A recipient without an entry gets Notify.
+	Recipients map[string]RcptOptions
+	// DSNIfOffered sends the DSN parameters only to a server that offers
+	// DSN and leaves them out otherwise, instead of refusing: a relay
+	// must deliver either way and then issues the notices the next hop
+	// will not (RFC 3461 section 5.2.2). Invalid values are still refused.
+	DSNIfOffered bool
 	// AllowPartial delivers to the recipients the server accepted when
 	// others were refused. By default one refusal aborts the transaction,
 	// so that no recipient receives a message that others did not.
@@ -230,14 +240,14 @@ func (c *Client) envelope(from string, to []string, o *MailOptions) ([]string, e
 		}
 		mail += " REQUIRETLS"
 	}
-	dsnMail, notify, err := o.dsnParams(c.ext)
+	dsnMail, rcptParams, err := o.dsnParams(c.ext)
 	if err != nil {
 		return nil, err
 	}
 	mail += dsnMail
 	cmds := []string{mail}
 	for _, t := range to {
-		cmds = append(cmds, "RCPT TO:<"+t+">"+notify)
+		cmds = append(cmds, "RCPT TO:<"+t+">"+rcptParams(t))
 	}
 	return cmds, nil
 }

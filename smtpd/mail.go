@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/mailsec/mailsec/dsn"
 )
 
 // mail handles MAIL FROM (RFC 5321 section 4.1.1.2).
@@ -79,7 +81,7 @@ func (ss *session) mailParams(tx *transaction, params []param) *reply {
 			}
 			tx.env.Ret = v
 		case "ENVID": // RFC 3461 section 4.4
-			if len(pm.value) > 100 || !validXtext(pm.value) {
+			if len(pm.value) > 100 || !dsn.IsXtext(pm.value) {
 				return errParamSyntax
 			}
 			tx.env.EnvID = pm.value
@@ -196,7 +198,7 @@ func (ss *session) rcptParams(params []param, rc *Rcpt) *reply {
 			}
 			rc.Notify = strings.ToUpper(pm.value)
 		case "ORCPT":
-			if t, _, ok := strings.Cut(pm.value, ";"); !ok || t == "" || !validXtext(pm.value) {
+			if t, _, ok := strings.Cut(pm.value, ";"); !ok || t == "" || !dsn.IsXtext(pm.value) {
 				return errParamSyntax
 			}
 			rc.ORcpt = pm.value
@@ -219,28 +221,6 @@ func validNotify(v string) bool {
 	}
 	return true
 }
-
-// validXtext checks RFC 3461 section 4 xtext: printable ASCII but "+"
-// and "=", with "+" and two upper-case hex digits for any other octet. The
-// values end up in queued envelopes and delivery reports, so nothing else
-// may pass.
-func validXtext(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '+':
-			if i+2 >= len(s) || !isUpperHex(s[i+1]) || !isUpperHex(s[i+2]) {
-				return false
-			}
-			i += 2
-		case c < '!' || c > '~' || c == '=':
-			return false
-		}
-	}
-	return true
-}
-
-func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
 
 // isLocal reports whether domain is one of the local domains.
 func (s *Server) isLocal(domain string) bool {
