@@ -11,7 +11,9 @@ import (
 // backend stores what smtpd accepts: mail for local mailboxes only
 // straight into the Maildirs, anything with a relayed recipient into the
 // queue whole, local recipients included, so that a message is
-// acknowledged after one durable write and is never half accepted. Its
+// acknowledged after one durable write and is never half accepted. Local
+// mail whose sender asked to hear of its delivery (NOTIFY=SUCCESS) goes
+// through the queue too, whose delivery sends the "delivered" notice. Its
 // RelayRule (a RecipientChecker) says who may relay: authenticated
 // submitters and relay.trusted_networks when the queue is on, nobody
 // otherwise.
@@ -23,7 +25,7 @@ type backend struct {
 
 // Deliver implements smtpd.Backend.
 func (b *backend) Deliver(ctx context.Context, env *smtpd.Envelope, msg io.Reader) error {
-	if !env.Relayed() {
+	if b.q == nil || (!env.Relayed() && !wantsSuccessNotice(env)) {
 		return b.local.Deliver(ctx, env, msg)
 	}
 	qe := &queue.Envelope{From: env.From, AuthUser: env.AuthUser, UTF8: env.UTF8, Body: env.Body,
@@ -33,4 +35,15 @@ func (b *backend) Deliver(ctx context.Context, env *smtpd.Envelope, msg io.Reade
 	}
 	_, err := b.q.Enqueue(ctx, qe, msg)
 	return err
+}
+
+// wantsSuccessNotice reports whether a recipient of env asked to be told
+// of its delivery (RFC 3461 section 4.1).
+func wantsSuccessNotice(env *smtpd.Envelope) bool {
+	for _, r := range env.Rcpts {
+		if (queue.Recipient{Notify: r.Notify}).NotifyOn("SUCCESS") {
+			return true
+		}
+	}
+	return false
 }

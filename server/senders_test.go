@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailsec/mailsec"
 )
@@ -217,5 +218,55 @@ func TestSubmissionConfigErrors(t *testing.T) {
 	}
 	if c := Default(); c.Submission.SenderLoginMismatch != "refuse" {
 		t.Errorf("default sender_login_mismatch %q", c.Submission.SenderLoginMismatch)
+	}
+}
+
+// Local mail whose recipient asked for NOTIFY=SUCCESS is delivered through
+// the queue, whose final delivery tells the sender: a "delivered" report
+// in the sender's own mailbox (RFC 3464 section 2.3.3).
+func TestLocalDeliveryNotifySuccess(t *testing.T) {
+	srv, addrs := startSenders(t, nil)
+	c := login(t, srv, addrs["submission"], "alice")
+	if err := c.Mail("alice@localhost"); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Text.Cmd("RCPT TO:<bob@localhost> NOTIFY=SUCCESS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Text.StartResponse(id)
+	_, _, err = c.Text.ReadResponse(250)
+	c.Text.EndResponse(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("From: alice@localhost\r\nSubject: s\r\n\r\nbody\r\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		bob, _ := srv.Env().Store.List("bob")
+		alice, _ := srv.Env().Store.List("alice")
+		if len(bob) == 1 && len(alice) == 1 {
+			b, err := os.ReadFile(alice[0].Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"Final-Recipient: rfc822; bob@localhost", "Action: delivered", "Status: 2.0.0"} {
+				if !strings.Contains(string(b), want) {
+					t.Errorf("notice lacks %q:\n%s", want, b)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob has %d messages, alice %d notices", len(bob), len(alice))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
