@@ -107,21 +107,31 @@ func (s *submission) header(p []byte) {
 		if i < 0 {
 			s.line = append(s.line, p...)
 			if len(s.line) > 2*maxTextLine {
-				// The data reader refuses such a line; give up on the
-				// header and let that refusal come.
-				s.out = append(s.out, s.line...)
-				s.line, s.inBody = nil, true
+				s.tooLong(s.line)
 			}
 			return
 		}
 		l := append(s.line, p[:i+1]...)
 		p = p[i+1:]
 		s.line = l[:0] // reused once headerLine copied l out
+		if len(l) > 2*maxTextLine {
+			// The same line, whether it came in one read or many.
+			s.tooLong(l)
+			continue
+		}
 		s.headerLine(l)
 	}
 	if s.refusal == nil {
 		s.out = append(s.out, p...)
 	}
+}
+
+// tooLong gives up on a header line longer than any the data reader lets
+// through: it passes l on as it is, with the rest of the message, for the
+// data reader's refusal to come.
+func (s *submission) tooLong(l []byte) {
+	s.out = append(s.out, l...)
+	s.line, s.inBody = nil, true
 }
 
 // headerLine handles one line of the header section, CRLF included.
