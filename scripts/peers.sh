@@ -83,7 +83,7 @@ START_TIMEOUT=${PEERS_START_TIMEOUT:-30}
 PACKAGES=(postfix dovecot-core dovecot-pop3d swaks msmtp openssl ca-certificates
   jq curl procps iproute2 libnet-ssleay-perl libio-socket-ssl-perl
   libauthen-sasl-perl libauthen-ntlm-perl libdigest-hmac-perl
-  fetchmail microsocks dante-server tinyproxy openssh-server)
+  fetchmail microsocks dante-server tinyproxy openssh-server git git-email)
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -147,29 +147,62 @@ t_msmtp() {
 check serve-msmtp-scram-sha-256 t_msmtp scram-sha-256 utf8
 check serve-msmtp-plain-dots t_msmtp plain dots
 
-# t_sendmail_t: PHP's mail() as it runs its sendmail_path, "sendmail -t -i",
-# through the binary under the name sendmail, which takes its server and
-# credentials from the default account of $XDG_CONFIG_HOME/mailsec/config.
-# The recipients come from To and Bcc; the Bcc field must not arrive.
-t_sendmail_t() {
-  local bin=$SV_DIR/bin/sendmail cfg=$SV_DIR/xdg/mailsec f
+# sv_sendmail: set up the binary under the name sendmail ($SV_SENDMAIL),
+# which takes its server and credentials from the default account of
+# $XDG_CONFIG_HOME/mailsec/config, as cron, PHP and git find it.
+sv_sendmail() {
+  local cfg=$SV_DIR/xdg/mailsec
+  SV_SENDMAIL=$SV_DIR/bin/sendmail
   mkdir -p "$SV_DIR/bin" "$cfg"
-  ln -sf "$BIN" "$bin"
+  ln -sf "$BIN" "$SV_SENDMAIL"
   printf '%s' "$SV_ALICE_PASS" >"$SV_DIR/alice.pw"
   chmod 600 "$SV_DIR/alice.pw"
   printf '%s\n' "account default" "host $SV_HOST" "port $SV_SUB" "tls on" "tls_trust_file $SV_CA" \
     "tls_starttls on" "auth plain" "user alice" "passwordeval \"cat $SV_DIR/alice.pw\"" >"$cfg/config"
   chmod 600 "$cfg/config"
+}
+
+# t_sendmail_t: PHP's mail() as it runs its sendmail_path, "sendmail -t -i".
+# The recipients come from To and Bcc; the Bcc field must not arrive.
+t_sendmail_t() {
+  local f
+  sv_sendmail
   sv_msg dots || return 1
   sed -i -e "s/^To: .*/To: Alice <alice@$SV_DOMAIN>/" -e "s/^From: .*/From: Alice <alice@$SV_DOMAIN>/" "$SV_MSG"
   sed "/^To: /a Bcc: bob@$SV_DOMAIN" "$SV_MSG" >"$SV_MSG.in"
-  XDG_CONFIG_HOME=$SV_DIR/xdg HOME=$SV_DIR timeout 60 "$bin" -t -i <"$SV_MSG.in" >"$LOGS/$CHECK.sendmail" 2>&1 ||
+  XDG_CONFIG_HOME=$SV_DIR/xdg HOME=$SV_DIR timeout 60 "$SV_SENDMAIL" -t -i <"$SV_MSG.in" >"$LOGS/$CHECK.sendmail" 2>&1 ||
     why "sendmail -t -i failed: $(tail -n 2 "$LOGS/$CHECK.sendmail" | tr '\n' ' ')" || return 1
   sv_arrived alice || return 1
   f=$(sv_file bob "$SV_ID") || why "the Bcc recipient bob got nothing" || return 1
   if sed '/^\r$/q' "$f" | grep -qi '^Bcc:'; then why "the Bcc field arrived at bob"; fi
 }
 check serve-sendmail-t-i t_sendmail_t
+
+# t_git_send_email: git send-email with the binary as its sendmail (it runs
+# "sendmail -i RCPT..." with the patch on stdin, the sender in its From
+# field); the patch arrives with its diff intact.
+t_git_send_email() {
+  local repo=$SV_DIR/gitrepo token f
+  command -v git >/dev/null && git send-email --help >/dev/null 2>&1 || why "git send-email is not installed (Debian's git-email)" || return 1
+  sv_sendmail
+  token=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+  rm -rf "$repo" && git init -q "$repo" || return 1
+  printf 'line one\n.\n..leading dots\n' >"$repo/notes.txt"
+  git -C "$repo" add notes.txt &&
+    git -C "$repo" -c user.name=Alice -c user.email="alice@$SV_DOMAIN" commit -q -m "interop $token" || return 1
+  HOME=$SV_DIR XDG_CONFIG_HOME=$SV_DIR/xdg GIT_CONFIG_NOSYSTEM=1 GIT_COMMITTER_NAME=Alice GIT_COMMITTER_EMAIL="alice@$SV_DOMAIN" \
+    GIT_AUTHOR_NAME=Alice GIT_AUTHOR_EMAIL="alice@$SV_DOMAIN" \
+    timeout 60 git -C "$repo" send-email \
+    --sendmail-cmd="$SV_SENDMAIL" --from="Alice <alice@$SV_DOMAIN>" --to="alice@$SV_DOMAIN" \
+    --confirm=never --suppress-cc=all --no-validate --quiet -1 >"$LOGS/$CHECK.git" 2>&1 ||
+    why "git send-email failed: $(tail -n 2 "$LOGS/$CHECK.git" | tr '\n' ' ')" || return 1
+  f=$(wait_mail_with "$SV_DATA/mail/alice" "interop $token" 15) || why "no patch with subject token $token arrived" || return 1
+  # Delivered with CRLF; the diff's added lines must be there whole.
+  tr -d '\r' <"$f" | grep -qx '+\.' && tr -d '\r' <"$f" | grep -qx '+\.\.leading dots' ||
+    why "the diff did not arrive intact" || return 1
+  sv_final "$f" "alice@$SV_DOMAIN" "alice@$SV_DOMAIN"
+}
+check serve-git-send-email t_git_send_email
 
 t_curl_smtp() {
   local url=$1
