@@ -50,12 +50,12 @@ func (pop3Probe) loginDriver(cred sasl.Credentials, mech string) security.Driver
 	}
 }
 
-func (c pop3Probe) plainWarnings(before *probeStage) []string {
+func (pop3Probe) plainWarnings(before *probeStage) []string {
 	var w []string
 	if len(before.Auth) > 0 {
 		w = append(w, "SASL is offered before TLS ("+strings.Join(before.Auth, " ")+"): clients may send credentials in plain text")
 	}
-	if c.Caps().UserPass && before.Extensions != nil {
+	if before.UserPass {
 		w = append(w, "USER is offered before TLS: clients may send passwords in plain text")
 	}
 	if !before.StartTLS {

@@ -91,3 +91,31 @@ func TestProbeVerdictsOfARevokedCertificate(t *testing.T) {
 		t.Errorf("JSON verdict %+v", v)
 	}
 }
+
+// A POP3 server that announces USER in CAPA before STLS, and offers no
+// STLS: the warning and the verdict both name USER; one without CAPA
+// only assumes USER, and neither does.
+func TestProbePOP3WarnsOfUserBeforeTLS(t *testing.T) {
+	peer := func(capa bool) string {
+		addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
+			p.Send("+OK pop.test ready\r\n")
+			p.Expect("CAPA")
+			if capa {
+				p.Send("+OK\r\nUSER\r\nUIDL\r\n.\r\n")
+			} else {
+				p.Send("-ERR unknown command\r\n")
+			}
+			p.Expect("QUIT")
+			p.Send("+OK bye\r\n")
+		})
+		return addr
+	}
+	out, _ := runFresh(t, probeCmd(), "probe", "--pop3", "--tls", "starttls", "--server", peer(true), "--timeout", "3s")
+	if !strings.Contains(out, "USER is offered before TLS") || !strings.Contains(out, "login offered before TLS: YES (USER)") {
+		t.Errorf("probe --pop3 does not warn of USER before TLS:\n%s", out)
+	}
+	out, _ = runFresh(t, probeCmd(), "probe", "--pop3", "--tls", "starttls", "--server", peer(false), "--timeout", "3s")
+	if strings.Contains(out, "USER is offered before TLS") || !strings.Contains(out, "login offered before TLS: no") {
+		t.Errorf("probe --pop3 warns of a USER the server did not announce:\n%s", out)
+	}
+}
