@@ -13,6 +13,13 @@ import (
 	"testing"
 )
 
+// headerRecipients is editMessage as -t alone runs it: the addresses of
+// To, Cc and Bcc, and the message without its Bcc fields.
+func headerRecipients(msg io.Reader) ([]string, *os.File, error) {
+	facts, f, err := editMessage(msg, headerEdit{readRcpts: true})
+	return facts.rcpts, f, err
+}
+
 func TestHeaderRecipientsDropsBcc(t *testing.T) {
 	msg := "From: a@x.test\r\nTo: B <b@x.test>,\r\n c@x.test\r\nBcc: hidden@x.test,\r\n\tsecret@x.test\r\nSubject: s\r\n\r\nBcc: body@x.test\r\n"
 	rcpts, f, err := headerRecipients(strings.NewReader(msg))

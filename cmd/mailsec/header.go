@@ -105,13 +105,6 @@ func editMessage(msg io.Reader, e headerEdit) (headerFacts, *os.File, error) {
 	return facts, out, err
 }
 
-// headerRecipients reads To, Cc and Bcc from the message header (sendmail's
-// -t) and returns the addresses and the message without its Bcc fields.
-func headerRecipients(msg io.Reader) ([]string, *os.File, error) {
-	facts, f, err := editMessage(msg, headerEdit{readRcpts: true})
-	return facts.rcpts, f, err
-}
-
 // editHeader copies msg to w and returns what its header says. On the way
 // the Bcc fields are dropped, so that blind copies stay blind (RFC 5322
 // section 3.6.3 lets the sender remove them; msmtp does by default); the
