@@ -139,7 +139,7 @@ func (r *Relay) planDane(ctx context.Context, d *destination, t *target) bool {
 	recs := make([]dane.Record, len(tlsa.Records))
 	strs := make([]string, len(tlsa.Records))
 	for i, tr := range tlsa.Records {
-		recs[i] = dane.Record{Usage: tr.Usage, Selector: tr.Selector, MatchingType: tr.MatchingType, Data: tr.Data}
+		recs[i] = dane.Record(tr) // the same fields, by design of package dane
 		strs[i] = tlsaString(recs[i])
 	}
 	rp := tlsrpt.Policy{Type: tlsrpt.PolicyTLSA, Domain: d.domain, Strings: strs, MXHost: []string{t.name}}
