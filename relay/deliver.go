@@ -60,13 +60,6 @@ func (r *Relay) deliverTo(ctx context.Context, e *queue.Entry, d *destination, i
 			last, lastOutcome = t.hp.skip, &queue.Outcome{Host: t.name, TLS: &queue.TLSRecord{Policy: t.hp.level}}
 			continue
 		}
-		if e.RequireTLS && !t.hp.verified {
-			// RFC 8689 section 4.2.1: only to a server whose identity DANE,
-			// MTA-STS or the operator's verify policy authenticates.
-			last = newFailure("5.7.30", nil, "REQUIRETLS: the policy for %s (%s) does not authenticate the server, so the message cannot go there", t.name, t.hp.level)
-			lastOutcome = &queue.Outcome{Host: t.name, TLS: &queue.TLSRecord{Policy: t.hp.level}}
-			continue
-		}
 		if len(t.addrs) == 0 {
 			last = newFailure("4.4.4", t.err, "cannot find the address of %s", t.name)
 			lastOutcome = &queue.Outcome{Host: t.name}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/dsn"
 	"github.com/mailsec/mailsec/queue"
 	"github.com/mailsec/mailsec/store"
@@ -50,9 +51,7 @@ func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results m
 		if res.fail != nil {
 			dr.Status = res.fail.status
 			if res.fail.reply != nil {
-				rp := res.fail.reply
-				dr.Diagnostic = strconv.Itoa(rp.Code) + " " + rp.Enhanced + " " + rp.Text()
-				dr.DiagnosticChannel = rp.Channel
+				setDiagnostic(&dr, res.fail.reply)
 			} else {
 				dr.Diagnostic = res.fail.detail
 			}
@@ -71,8 +70,7 @@ func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results m
 		case event == "SUCCESS":
 			dr.Action, dr.Status = res.notice, "2.0.0"
 			if rp := res.outcome.Reply; rp != nil {
-				dr.Diagnostic = strconv.Itoa(rp.Code) + " " + rp.Enhanced + " " + rp.Text()
-				dr.DiagnosticChannel = rp.Channel
+				setDiagnostic(&dr, rp)
 			}
 		}
 		rep.Recipients = append(rep.Recipients, dr)
@@ -110,4 +108,11 @@ func (r *Relay) notify(ctx context.Context, e *queue.Entry, idx []int, results m
 		return
 	}
 	r.log.Info("notice queued", "id", e.ID, "event", event, "to", e.From, "notice", id)
+}
+
+// setDiagnostic puts a server's reply into a notice: as received in
+// Diagnostic-Code, with the channel it came over for the readable part.
+func setDiagnostic(dr *dsn.Recipient, rp *mailsec.Reply) {
+	dr.Diagnostic = strconv.Itoa(rp.Code) + " " + rp.Enhanced + " " + rp.Text()
+	dr.DiagnosticChannel = rp.Channel
 }

@@ -39,8 +39,24 @@ type hostPolicy struct {
 // planHosts gives each host of an MX destination its policy. Lookups that
 // fail never lower the protection: a TLSA lookup that fails defers that
 // host (RFC 7672 section 2.2), it does not fall back to the MX's other
-// policy.
+// policy. A REQUIRETLS message skips every host whose policy does not
+// authenticate the server (RFC 8689 section 4.2.1: only to a server whose
+// identity DANE, MTA-STS or the operator's verify policy authenticates).
 func (r *Relay) planHosts(ctx context.Context, d *destination, h header, requireTLS bool) {
+	r.planPolicies(ctx, d, h, requireTLS)
+	if !requireTLS {
+		return
+	}
+	for i := range d.hosts {
+		t := &d.hosts[i]
+		if t.hp.skip == nil && !t.hp.verified {
+			t.hp.skip = newFailure("5.7.30", nil, "REQUIRETLS: the policy for %s (%s) does not authenticate the server, so the message cannot go there", t.name, t.hp.level)
+		}
+	}
+}
+
+// planPolicies is planHosts without the REQUIRETLS filter.
+func (r *Relay) planPolicies(ctx context.Context, d *destination, h header, requireTLS bool) {
 	level := d.policy
 	// RFC 8689 section 3: "TLS-Required: No" asks that the recipient's
 	// policies be ignored; a REQUIRETLS message ignores the field.
@@ -139,7 +155,7 @@ func (r *Relay) planDane(ctx context.Context, d *destination, t *target) bool {
 	recs := make([]dane.Record, len(tlsa.Records))
 	strs := make([]string, len(tlsa.Records))
 	for i, tr := range tlsa.Records {
-		recs[i] = dane.Record{Usage: tr.Usage, Selector: tr.Selector, MatchingType: tr.MatchingType, Data: tr.Data}
+		recs[i] = dane.Record(tr) // the same fields, by design of package dane
 		strs[i] = tlsaString(recs[i])
 	}
 	rp := tlsrpt.Policy{Type: tlsrpt.PolicyTLSA, Domain: d.domain, Strings: strs, MXHost: []string{t.name}}

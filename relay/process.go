@@ -2,11 +2,11 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/mailsec/mailsec/dsn"
@@ -239,13 +239,13 @@ func (r *Relay) readHeader(ctx context.Context, id queue.ID) (header, error) {
 		if len(line) <= 2 && (len(line) == 0 || line[0] == '\r' || line[0] == '\n') {
 			return h, nil // the end of the header (or of the message)
 		}
-		name, value, ok := strings.Cut(string(line), ":")
+		name, value, ok := bytes.Cut(line, []byte(":"))
 		switch {
 		case !ok:
-		case strings.EqualFold(name, "Received"):
+		case bytes.EqualFold(name, []byte("Received")):
 			h.hops++
-		case strings.EqualFold(name, "TLS-Required"):
-			h.tlsOptional = strings.EqualFold(strings.TrimSpace(value), "No")
+		case bytes.EqualFold(name, []byte("TLS-Required")):
+			h.tlsOptional = bytes.EqualFold(bytes.TrimSpace(value), []byte("No"))
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return h, nil

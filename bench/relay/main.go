@@ -351,27 +351,11 @@ func measure(t relayTarget, rec *recorder, tag, n, sessions, batch int, msg []by
 		res.pgConns = ws.conns
 	}
 	totalMS := selfMS
-	if ctr != nil {
-		c, cerr := ctr.stop()
-		if cerr != nil {
-			return res, cerr
-		}
-		res.syncsPerMsg = float64(c.syncs) / float64(n)
-		if c.cpuMS >= 0 {
-			res.cpuPerMsg = c.cpuMS * 1000 / float64(n)
-			totalMS += c.cpuMS
-		}
+	if cerr := tally(ctr, n, &res.syncsPerMsg, &res.cpuPerMsg, &totalMS); cerr != nil {
+		return res, cerr
 	}
-	if pgCtr != nil {
-		c, cerr := pgCtr.stop()
-		if cerr != nil {
-			return res, cerr
-		}
-		res.pgSyncsPerMsg = float64(c.syncs) / float64(n)
-		if c.cpuMS >= 0 {
-			res.pgCPUPerMsg = c.cpuMS * 1000 / float64(n)
-			totalMS += c.cpuMS
-		}
+	if cerr := tally(pgCtr, n, &res.pgSyncsPerMsg, &res.pgCPUPerMsg, &totalMS); cerr != nil {
+		return res, cerr
 	}
 	if ctr != nil {
 		// perf's 0.5 s attach wait lies before start: wall excludes it.
@@ -620,6 +604,26 @@ type mailsecServer struct {
 	close  func()
 	pid    int
 	caPEM  []byte
+}
+
+// tally stops ctr, when counting, and sets the sync calls and the CPU
+// microseconds per message of the processes it counted, adding their CPU
+// milliseconds to total. Without ctr both keep their -1 (not counted), and
+// the CPU does too when perf did not measure it.
+func tally(ctr *syncCounter, n int, syncs, cpuPerMsg, total *float64) error {
+	if ctr == nil {
+		return nil
+	}
+	c, err := ctr.stop()
+	if err != nil {
+		return err
+	}
+	*syncs = float64(c.syncs) / float64(n)
+	if c.cpuMS >= 0 {
+		*cpuPerMsg = c.cpuMS * 1000 / float64(n)
+		*total += c.cpuMS
+	}
+	return nil
 }
 
 // spawnMailsec starts this program as a child running mailsec serve (see
