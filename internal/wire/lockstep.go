@@ -39,7 +39,7 @@ func (s *Session) Answered(op string) error {
 func (s *Session) unsolicited(op string) error {
 	n := s.R.Buffered()
 	if n == 0 && s.TLS == nil {
-		n = arrived(s.Conn)
+		n = s.peek.arrived()
 	}
 	if n == 0 {
 		return nil
