@@ -25,8 +25,7 @@ func TestGreetingHints(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
 				p.Send(c.greet)
-				p.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-				p.R.ReadByte()
+				p.Hold()
 			})
 			_, err := Dial(context.Background(), addr, &Options{TLSMode: TLSStartTLS, CommandTimeout: 200 * time.Millisecond})
 			if mailsec.CodeOf(err) != c.code || !strings.Contains(err.Error(), c.hint) {
@@ -39,8 +38,7 @@ func TestGreetingHints(t *testing.T) {
 // SlowGreeting is told of a silent POP3 port during the wait, once.
 func TestSlowGreetingHook(t *testing.T) {
 	addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
-		p.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-		p.R.ReadByte()
+		p.Hold()
 	})
 	var calls []time.Duration
 	var mu sync.Mutex

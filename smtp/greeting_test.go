@@ -24,8 +24,7 @@ func TestGreetingHints(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
 				p.Send(c.greet)
-				p.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-				p.R.ReadByte()
+				p.Hold()
 			})
 			_, err := Dial(context.Background(), addr, clientOpts(Options{CommandTimeout: 200 * time.Millisecond}))
 			codeIs(t, err, c.code)
@@ -42,8 +41,7 @@ func TestSlowGreetingHook(t *testing.T) {
 	for _, greet := range []string{"", "220 mx.test ESMTP\r\n"} {
 		addr, _, _ := wiretest.Scripted(t, func(p *wiretest.Peer) {
 			p.Send(greet)
-			p.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-			p.R.ReadByte()
+			p.Hold()
 		})
 		calls := make(chan time.Duration, 2)
 		start := time.Now()

@@ -11,9 +11,12 @@ import "github.com/mailsec/mailsec"
 // STARTTLS" study, USENIX Security 2021). So they end the session.
 
 // Answered records that the reply to one command (or the greeting) is
-// complete. When no other reply is awaited, anything already received
-// breaks the protocol: the error is a Protocol one, for the caller to
-// Fail the session with.
+// complete. When no other reply is awaited, anything already read behind
+// it breaks the protocol: the error is a Protocol one, for the caller to
+// Fail the session with. Only the buffer is looked at here: the socket is
+// peeked once, by the next Send (or StartTLS before its handshake), just
+// before anything goes out that a surplus could be read as answering, so
+// a plain-text command costs one peek, not two.
 func (s *Session) Answered(op string) error {
 	if s.pending > 0 {
 		s.pending--
@@ -21,7 +24,10 @@ func (s *Session) Answered(op string) error {
 	if s.pending > 0 {
 		return nil
 	}
-	return s.unsolicited(op)
+	if n := s.R.Buffered(); n > 0 {
+		return surplus(op, n)
+	}
+	return nil
 }
 
 // unsolicited refuses octets received while no reply is awaited: those in
@@ -33,11 +39,16 @@ func (s *Session) Answered(op string) error {
 func (s *Session) unsolicited(op string) error {
 	n := s.R.Buffered()
 	if n == 0 && s.TLS == nil {
-		n = arrived(s.Conn)
+		n = s.peek.arrived()
 	}
 	if n == 0 {
 		return nil
 	}
+	return surplus(op, n)
+}
+
+// surplus is the Protocol error for n octets that answer no command.
+func surplus(op string, n int) error {
 	return mailsec.Errorf(mailsec.Protocol, op, nil,
 		"the server sent %d octets that answer no command (one reply per command: RFC 5321 section 4.1.1, RFC 1939 section 3); the session is out of step, or under a response injection, and was dropped", n)
 }

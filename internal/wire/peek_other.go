@@ -4,6 +4,10 @@ package wire
 
 import "net"
 
-// arrived is the socket peek of peek_unix.go; without it only the octets
+// peeker is the socket peek of peek_unix.go; without it only the octets
 // already buffered are seen.
-func arrived(net.Conn) int { return 0 }
+type peeker struct{}
+
+func newPeeker(net.Conn) *peeker { return nil }
+
+func (*peeker) arrived() int { return 0 }

@@ -64,6 +64,9 @@ type Session struct {
 	// pending counts the replies awaited: the greeting, then one per
 	// command sent (see Answered).
 	pending int
+	// peek looks into the plain socket (see unsolicited); nil when the
+	// connection is not one.
+	peek *peeker
 }
 
 // New starts a session on conn.
@@ -72,6 +75,7 @@ func New(conn net.Conn, cfg Config) *Session {
 		Log:    mailsec.Logger(cfg.Logger, mailsec.FacilityProtocol),
 		tlslog: mailsec.Logger(cfg.Logger, mailsec.FacilityTLS)}
 	s.setIO(conn)
+	s.peek = newPeeker(conn)
 	return s
 }
 

@@ -23,6 +23,11 @@ func (s *Session) StartTLS(ctx context.Context, op string, command func() error)
 	if err := command(); err != nil {
 		return err
 	}
+	// No command follows the go-ahead to peek the socket (see Answered):
+	// octets behind it in a later segment are looked for here.
+	if err := s.unsolicited(op); err != nil {
+		return s.Fail(ctx, err)
+	}
 	return s.Handshake(ctx)
 }
 

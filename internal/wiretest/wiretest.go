@@ -108,6 +108,14 @@ func (p *Peer) Expect(prefix string) string {
 	return line
 }
 
+// Hold keeps the connection open until the client sends an octet or
+// closes it, or two seconds pass: a server that has said all it will, as
+// a silent port or one a client gives up on.
+func (p *Peer) Hold() {
+	p.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	p.R.ReadByte()
+}
+
 // Rest returns every line the client still sends until it closes the
 // connection (or three seconds pass), so that a test can check what never
 // reached the server after a point.
