@@ -90,6 +90,7 @@ DN_ALICE_PASS='dn-Al1ce pass!'
 DN_BOB_PASS='dn-b0b'
 DN_PACKAGES=(nsd unbound ldnsutils bind9-dnsutils openssl curl python3 jq)
 DN_STS_ID=20261203T1
+DN_ZONES=(dane.test bogus.test plain.test sts.test badsts.test teststs.test)
 
 # ---------------------------------------------------------------- helpers
 
@@ -170,8 +171,14 @@ ns IN A 127.0.0.1
 EOF
 }
 
+# dn_sts_records [SUFFIX]: the MTA-STS TXT record and the policy host's
+# address (the web server) of the zone's apex, or of SUFFIX below it
+dn_sts_records() {
+  printf '_mta-sts%s IN TXT "v=STSv1; id=%s"\nmta-sts%s IN A %s\n' "${1:-}" "$DN_STS_ID" "${1:-}" "$DN_WEB_IP"
+}
+
 dn_zones() {
-  local z=$DN_DIR/zones d1 wrong ca201 noreq
+  local z=$DN_DIR/zones d1 wrong ca201 noreq zone key
   mkdir -p "$z" "$DN_DIR/keys"
   d1=$(dn_spki "$DN_PKI/d1.pem") || return 1
   wrong=$(openssl pkey -in "$DN_PKI/other.key" -pubout -outform DER | openssl dgst -sha256 -hex | awk '{print $NF}')
@@ -199,9 +206,8 @@ _$DN_MXPORT._tcp.mx.noreq IN TLSA 3 1 1 $noreq
 both IN MX 10 mx.both.dane.test.
 mx.both IN A $DN_D1_IP
 _$DN_MXPORT._tcp.mx.both IN TLSA 3 1 1 $d1
-_mta-sts.both IN TXT "v=STSv1; id=$DN_STS_ID"
-mta-sts.both IN A $DN_WEB_IP
 EOF
+    dn_sts_records .both
   } >"$z/dane.test.zone"
   { dn_zonefile bogus.test; cat <<EOF
 @ IN MX 10 mx.bogus.test.
@@ -224,25 +230,13 @@ EOF
 @ IN MX 10 mx.sts.test.
 other IN A $DN_D1_IP
 mx IN A $DN_D3_IP
-_mta-sts IN TXT "v=STSv1; id=$DN_STS_ID"
-mta-sts IN A $DN_WEB_IP
 EOF
+    dn_sts_records
   } >"$z/sts.test.zone"
-  { dn_zonefile badsts.test; cat <<EOF
-@ IN MX 10 mx.badsts.test.
-mx IN A $DN_D4_IP
-_mta-sts IN TXT "v=STSv1; id=$DN_STS_ID"
-mta-sts IN A $DN_WEB_IP
-EOF
-  } >"$z/badsts.test.zone"
-  { dn_zonefile teststs.test; cat <<EOF
-@ IN MX 10 mx.teststs.test.
-mx IN A $DN_D4_IP
-_mta-sts IN TXT "v=STSv1; id=$DN_STS_ID"
-mta-sts IN A $DN_WEB_IP
-EOF
-  } >"$z/teststs.test.zone"
-  local zone key
+  # badsts.test and teststs.test: the same records (their policies, in dn_web, differ in mode)
+  for zone in badsts.test teststs.test; do
+    { dn_zonefile "$zone"; printf '@ IN MX 10 mx.%s.\nmx IN A %s\n' "$zone" "$DN_D4_IP"; dn_sts_records; } >"$z/$zone.zone"
+  done
   for zone in dane.test bogus.test; do
     key=$(cd "$DN_DIR/keys" && ldns-keygen -a ECDSAP256SHA256 -k "$zone" 2>>"$DN_DIR/keys/keygen.log") || why "ldns-keygen $zone: $(tail -n 1 "$DN_DIR/keys/keygen.log")" || return 1
     ldns-signzone -f "$z/$zone.zone.signed" "$z/$zone.zone" "$DN_DIR/keys/$key" >>"$DN_DIR/keys/sign.log" 2>&1 ||
@@ -294,7 +288,7 @@ server:
 remote-control:
   control-enable: no
 EOF
-  for zone in dane.test bogus.test plain.test sts.test badsts.test teststs.test; do
+  for zone in "${DN_ZONES[@]}"; do
     f=$zone.zone
     [[ -e $DN_DIR/zones/$zone.zone.signed ]] && f=$zone.zone.signed
     printf 'zone:\n  name: "%s"\n  zonefile: "%s"\n' "$zone" "$f" >>"$n/nsd.conf"
@@ -335,7 +329,7 @@ server:
 remote-control:
   control-enable: no
 EOF
-  for zone in dane.test bogus.test plain.test sts.test badsts.test teststs.test; do
+  for zone in "${DN_ZONES[@]}"; do
     printf 'stub-zone:\n  name: "%s"\n  stub-addr: 127.0.0.1@%s\n' "$zone" "$DN_NSD_PORT" >>"$u/unbound.conf"
   done
   unbound-checkconf "$u/unbound.conf" >"$u/checkconf.log" 2>&1 || why "unbound-checkconf: $(tail -n 2 "$u/checkconf.log")" || return 1
