@@ -744,6 +744,8 @@ t_dn_stripped() {
   local to
   to=bob@stripped.dane.test
   t_dn_refused "$to" "$DN_SINKD/msgs" 'starttls|tls|dane' || return 1
+  # the refusal must come from the server's missing STARTTLS: R talked to it
+  grep -q '^EHLO' "$DN_SINKD/commands.log" 2>/dev/null || why "R never sent EHLO to the server without STARTTLS (refused without trying it)" || return 1
   ! grep -F "$to" "$DN_SINKD/commands.log" || why "R sent RCPT TO the server without STARTTLS (in plain)" || return 1
   ! grep -Eiq '^(MAIL|DATA|BDAT)' "$DN_SINKD/commands.log" || why "R sent MAIL/DATA to the server without STARTTLS" || return 1
   grep -c '^connect' "$DN_SINKD/commands.log" | sed 's/^/connections to the sink: /'
