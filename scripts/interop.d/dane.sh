@@ -863,27 +863,20 @@ t_dn_requiretls_noext() {
 }
 check requiretls-no-ext-bounce t_dn_requiretls_noext
 
-# mailsec probe --mx DOMAIN --json: the relay's plan and a test session per
-# MX host. DN_PROBE_MODE=config reads R's serve.toml (--serve-config: relay
-# resolver, port, ca_file), =flags gives --resolver/--mx-port/--ca-file.
-# Sets DN_PJ (the JSON file) and DN_PRC (exit status).
+# dn_probe DOMAIN MODE: mailsec probe --mx DOMAIN --json, the relay's plan
+# and a test session per MX host. MODE config reads R's serve.toml
+# (--serve-config: relay resolver, port, ca_file), flags gives
+# --resolver/--mx-port/--ca-file. Sets DN_PJ (the JSON file) and DN_PRC
+# (exit status).
 dn_probe() {
-  local dom=$1 mode=$2 help args
+  local dom=$1 mode=$2 args
   args=(probe --mx "$dom" --json)
   DN_PJ=$LOGS/$CHECK.json
-  help=$("$BIN" probe --help 2>&1)
-  grep -q -- '--mx' <<<"$help" || why "mailsec probe has no --mx flag yet" || return 1
   if [[ $mode == config ]]; then
     dn_full || return 1
-    if grep -q -- '--serve-config' <<<"$help"; then
-      args+=(--serve-config "$DN_R/serve.toml")
-    else
-      why "mailsec probe has no --serve-config flag" || return 1
-    fi
+    args+=(--serve-config "$DN_R/serve.toml")
   else
-    grep -q -- '--resolver' <<<"$help" || why "mailsec probe has no --resolver flag" || return 1
-    args+=(--resolver "127.0.0.1:$DN_UB_PORT" --ca-file "$DN_CA")
-    if grep -q -- '--mx-port' <<<"$help"; then args+=(--mx-port "$DN_MXPORT"); else args+=(--port "$DN_MXPORT"); fi
+    args+=(--resolver "127.0.0.1:$DN_UB_PORT" --ca-file "$DN_CA" --mx-port "$DN_MXPORT")
   fi
   printf 'mailsec'; printf ' %q' "${args[@]}"; echo
   timeout 60 "$BIN" "${args[@]}" >"$DN_PJ" 2>"$DN_PJ.stderr"
