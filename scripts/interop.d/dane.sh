@@ -97,27 +97,10 @@ DN_ZONES=(dane.test bogus.test plain.test sts.test badsts.test teststs.test)
 # dn_cleanup: stop everything of this section
 dn_cleanup() { kill_pidfiles "$DN_DIR"/*/pid; }
 
-# dn_install: the packages, installed as scripts/peers.sh does (policy-rc.d
-# guard: no system daemon is started)
+# dn_install: the packages, by scripts/peers.sh (no system daemon started)
 dn_install() {
-  local missing=() p policy=/usr/sbin/policy-rc.d made=0 rc=0
-  for p in "${DN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
-  done
-  ((${#missing[@]} == 0)) && return 0
-  echo "installing: ${missing[*]}"
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    made=1
-  fi
-  apt-get update -q >/dev/null || rc=$?
-  if ((rc == 0)); then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" || rc=$?
-  fi
-  ((made)) && rm -f "$policy"
-  ((rc == 0)) || why "apt-get install ${missing[*]} failed (rc=$rc)"
+  "$PEERS" install "${DN_PACKAGES[@]}" >"$LOGS/$CHECK.install.log" 2>&1 ||
+    why "peers.sh install ${DN_PACKAGES[*]} failed: $(tail -n 2 "$LOGS/$CHECK.install.log" | tr '\n' ' ')"
 }
 
 # dn_bg DIR CMD...: run CMD in the background, pid in DIR/pid, output in DIR/out.log
