@@ -5,6 +5,7 @@
 #   scripts/peers.sh stop     WORKDIR   stop both
 #   scripts/peers.sh status   WORKDIR   show what is running
 #   scripts/peers.sh selftest WORKDIR   check the running peers with swaks/curl (no mailsec)
+#   scripts/peers.sh install PKG...     install packages as start does (no daemon started)
 #
 # Everything lives under WORKDIR (absolute or relative; it is made absolute):
 #   WORKDIR/env              shell assignments (source it) describing the peers
@@ -89,15 +90,18 @@ log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  echo "usage: $PROG start|stop|status|selftest WORKDIR" >&2
+  echo "usage: $PROG start|stop|status|selftest WORKDIR | install PKG..." >&2
   exit 2
 }
 
 # ---------------------------------------------------------------- install
 
+# install_packages PKG...: apt-get install those of PKG not installed yet,
+# with no system daemon started (policy-rc.d guard); also what
+# "peers.sh install PKG..." does for the interop sections and CI
 install_packages() {
   local missing=() p
-  for p in "${PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
   done
   if ((${#missing[@]} == 0)); then
@@ -616,7 +620,7 @@ write_env() {
 
 cmd_start() {
   ((EUID == 0)) || die "must run as root"
-  install_packages
+  install_packages "${PACKAGES[@]}"
   mkdir -p "$W" "$INSTANCES_DIR"
   stop_other_instances
   stop_instance "$W"
@@ -814,6 +818,13 @@ cmd_selftest() {
   echo "$pass passed, $fail failed"
   ((fail == 0))
 }
+
+if [[ ${1:-} == install ]]; then
+  shift
+  (($# > 0)) || usage
+  install_packages "$@"
+  exit 0
+fi
 
 [[ $# -eq 2 ]] || usage
 W=$2

@@ -33,8 +33,8 @@
 #                        counted at that moment = in flight); then B alone
 #                        drains the queue. Every acknowledged message arrives
 #                        at S at least once; duplicates <= the messages A had
-#                        leased at the kill (<= workers). Leases A held: see
-#                        CL_LEASE_WORKAROUND below.
+#                        leased at the kill (<= workers). Leases A held
+#                        pass to B (see below).
 #   cluster-db-restart   A (restarted) and B both run while 600 messages are
 #                        submitted to both nodes; PostgreSQL is restarted
 #                        (pg_ctl restart -m fast) mid-run; submissions that
@@ -42,7 +42,7 @@
 #                        Both nodes must accept mail again after the restart,
 #                        every acknowledged message must arrive, the queue must
 #                        drain (messages whose outcome could not be recorded
-#                        during the outage: see CL_LEASE_WORKAROUND).
+#                        during the outage included).
 #   cluster-queue-cmds   5 messages to stuck.test submitted to A stay queued;
 #                        `mailsec queue list --json --config B.toml` shows
 #                        exactly those 5 (their IDs are the ones in the
@@ -52,9 +52,7 @@
 #                        and both show 0
 #
 # The nodes' relay.lease_time is 10 s, so the messages a killed node had
-# claimed pass to the other node after 10 s. CL_LEASE_WORKAROUND=1 instead
-# runs `mailsec queue retry ID` (an operator's remedy: Retry clears the
-# lease) on entries still leased for over a minute (none with 10 s).
+# claimed pass to the other node after 10 s.
 
 CL_DIR=$W/cluster
 CL_HOST=127.0.0.1
@@ -68,8 +66,6 @@ CL_PGSOCK=$CL_DIR/pgsock
 CL_PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 CL_ALICE_PASS='cl-Al1ce pass'
 CL_WORKERS=4
-CL_LEASE_WORKAROUND=${CL_LEASE_WORKAROUND:-0}
-CL_LEASE_WAIT=${CL_LEASE_WAIT:-1000}
 
 # cl_pgctl ARGS...: pg_ctl on the private cluster, as postgres
 cl_pgctl() { runuser -u postgres -- "$CL_PGBIN/pg_ctl" -D "$CL_PG" -l "$CL_DIR/pg.log" -w -t 60 "$@"; }
@@ -346,9 +342,9 @@ cl_verify() {
   ((dups <= maxdup)) || why "$dups duplicates, at most $maxdup allowed: $(awk '$1 > 1' "$CL_DIR/$p.arrived" | head -n 5 | tr '\n' ' ')" || return 1
 }
 
-# cl_wait_drain SECONDS PREFIX: wait until the DB queue is empty and at least
-# the acked messages arrived; with the workaround, entries left leased by
-# a dead node (node-a at $CL_DEAD) are retried once everything else is done
+# cl_wait_drain SECONDS PREFIX: wait until the DB queue is empty; entries
+# left leased for minutes (which a 10 s lease_time should never give) are
+# listed in $CL_DIR/PREFIX.stuck once they are all that is left
 cl_wait_drain() {
   local secs=$1 p=$2 i depth stuck last="" same=0
   for ((i = 0; i < secs * 2; i++)); do
@@ -366,15 +362,7 @@ cl_wait_drain() {
       # Nothing but long-leased entries for 3 s: the rest is done.
       cl_psql "select id, lease_node, lease_expires - now() from messages" >>"$CL_DIR/$p.stuck"
       echo "after $((i / 2)) s: $depth entries still leased for minutes (see $CL_DIR/$p.stuck): $(cut -d'|' -f2 "$CL_DIR/$p.stuck" | sort | uniq -c | tr '\n' ' ')"
-      if [[ $CL_LEASE_WORKAROUND == 1 ]]; then
-        echo "CL_LEASE_WORKAROUND: mailsec queue retry on each via B"
-        local id
-        for id in $(cl_psql "select id from messages where lease_expires > now() + interval '60 seconds'"); do
-          "$BIN" queue retry "$id" --config "$CL_B/serve.toml" >>"$CL_DIR/$p.retry.log" 2>&1 ||
-            echo "queue retry $id failed: $(tail -n 1 "$CL_DIR/$p.retry.log")"
-        done
-        same=-1000
-      fi
+      same=-1000 # listed once
     fi
     sleep 0.5
   done

@@ -90,33 +90,17 @@ DN_ALICE_PASS='dn-Al1ce pass!'
 DN_BOB_PASS='dn-b0b'
 DN_PACKAGES=(nsd unbound ldnsutils bind9-dnsutils openssl curl python3 jq)
 DN_STS_ID=20261203T1
+DN_ZONES=(dane.test bogus.test plain.test sts.test badsts.test teststs.test)
 
 # ---------------------------------------------------------------- helpers
 
 # dn_cleanup: stop everything of this section
 dn_cleanup() { kill_pidfiles "$DN_DIR"/*/pid; }
 
-# dn_install: the packages, installed as scripts/peers.sh does (policy-rc.d
-# guard: no system daemon is started)
+# dn_install: the packages, by scripts/peers.sh (no system daemon started)
 dn_install() {
-  local missing=() p policy=/usr/sbin/policy-rc.d made=0 rc=0
-  for p in "${DN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
-  done
-  ((${#missing[@]} == 0)) && return 0
-  echo "installing: ${missing[*]}"
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    made=1
-  fi
-  apt-get update -q >/dev/null || rc=$?
-  if ((rc == 0)); then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" || rc=$?
-  fi
-  ((made)) && rm -f "$policy"
-  ((rc == 0)) || why "apt-get install ${missing[*]} failed (rc=$rc)"
+  "$PEERS" install "${DN_PACKAGES[@]}" >"$LOGS/$CHECK.install.log" 2>&1 ||
+    why "peers.sh install ${DN_PACKAGES[*]} failed: $(tail -n 2 "$LOGS/$CHECK.install.log" | tr '\n' ' ')"
 }
 
 # dn_bg DIR CMD...: run CMD in the background, pid in DIR/pid, output in DIR/out.log
@@ -170,8 +154,14 @@ ns IN A 127.0.0.1
 EOF
 }
 
+# dn_sts_records [SUFFIX]: the MTA-STS TXT record and the policy host's
+# address (the web server) of the zone's apex, or of SUFFIX below it
+dn_sts_records() {
+  printf '_mta-sts%s IN TXT "v=STSv1; id=%s"\nmta-sts%s IN A %s\n' "${1:-}" "$DN_STS_ID" "${1:-}" "$DN_WEB_IP"
+}
+
 dn_zones() {
-  local z=$DN_DIR/zones d1 wrong ca201 noreq
+  local z=$DN_DIR/zones d1 wrong ca201 noreq zone key
   mkdir -p "$z" "$DN_DIR/keys"
   d1=$(dn_spki "$DN_PKI/d1.pem") || return 1
   wrong=$(openssl pkey -in "$DN_PKI/other.key" -pubout -outform DER | openssl dgst -sha256 -hex | awk '{print $NF}')
@@ -199,9 +189,8 @@ _$DN_MXPORT._tcp.mx.noreq IN TLSA 3 1 1 $noreq
 both IN MX 10 mx.both.dane.test.
 mx.both IN A $DN_D1_IP
 _$DN_MXPORT._tcp.mx.both IN TLSA 3 1 1 $d1
-_mta-sts.both IN TXT "v=STSv1; id=$DN_STS_ID"
-mta-sts.both IN A $DN_WEB_IP
 EOF
+    dn_sts_records .both
   } >"$z/dane.test.zone"
   { dn_zonefile bogus.test; cat <<EOF
 @ IN MX 10 mx.bogus.test.
@@ -224,25 +213,13 @@ EOF
 @ IN MX 10 mx.sts.test.
 other IN A $DN_D1_IP
 mx IN A $DN_D3_IP
-_mta-sts IN TXT "v=STSv1; id=$DN_STS_ID"
-mta-sts IN A $DN_WEB_IP
 EOF
+    dn_sts_records
   } >"$z/sts.test.zone"
-  { dn_zonefile badsts.test; cat <<EOF
-@ IN MX 10 mx.badsts.test.
-mx IN A $DN_D4_IP
-_mta-sts IN TXT "v=STSv1; id=$DN_STS_ID"
-mta-sts IN A $DN_WEB_IP
-EOF
-  } >"$z/badsts.test.zone"
-  { dn_zonefile teststs.test; cat <<EOF
-@ IN MX 10 mx.teststs.test.
-mx IN A $DN_D4_IP
-_mta-sts IN TXT "v=STSv1; id=$DN_STS_ID"
-mta-sts IN A $DN_WEB_IP
-EOF
-  } >"$z/teststs.test.zone"
-  local zone key
+  # badsts.test and teststs.test: the same records (their policies, in dn_web, differ in mode)
+  for zone in badsts.test teststs.test; do
+    { dn_zonefile "$zone"; printf '@ IN MX 10 mx.%s.\nmx IN A %s\n' "$zone" "$DN_D4_IP"; dn_sts_records; } >"$z/$zone.zone"
+  done
   for zone in dane.test bogus.test; do
     key=$(cd "$DN_DIR/keys" && ldns-keygen -a ECDSAP256SHA256 -k "$zone" 2>>"$DN_DIR/keys/keygen.log") || why "ldns-keygen $zone: $(tail -n 1 "$DN_DIR/keys/keygen.log")" || return 1
     ldns-signzone -f "$z/$zone.zone.signed" "$z/$zone.zone" "$DN_DIR/keys/$key" >>"$DN_DIR/keys/sign.log" 2>&1 ||
@@ -294,7 +271,7 @@ server:
 remote-control:
   control-enable: no
 EOF
-  for zone in dane.test bogus.test plain.test sts.test badsts.test teststs.test; do
+  for zone in "${DN_ZONES[@]}"; do
     f=$zone.zone
     [[ -e $DN_DIR/zones/$zone.zone.signed ]] && f=$zone.zone.signed
     printf 'zone:\n  name: "%s"\n  zonefile: "%s"\n' "$zone" "$f" >>"$n/nsd.conf"
@@ -335,7 +312,7 @@ server:
 remote-control:
   control-enable: no
 EOF
-  for zone in dane.test bogus.test plain.test sts.test badsts.test teststs.test; do
+  for zone in "${DN_ZONES[@]}"; do
     printf 'stub-zone:\n  name: "%s"\n  stub-addr: 127.0.0.1@%s\n' "$zone" "$DN_NSD_PORT" >>"$u/unbound.conf"
   done
   unbound-checkconf "$u/unbound.conf" >"$u/checkconf.log" 2>&1 || why "unbound-checkconf: $(tail -n 2 "$u/checkconf.log")" || return 1
@@ -750,6 +727,8 @@ t_dn_stripped() {
   local to
   to=bob@stripped.dane.test
   t_dn_refused "$to" "$DN_SINKD/msgs" 'starttls|tls|dane' || return 1
+  # the refusal must come from the server's missing STARTTLS: R talked to it
+  grep -q '^EHLO' "$DN_SINKD/commands.log" 2>/dev/null || why "R never sent EHLO to the server without STARTTLS (refused without trying it)" || return 1
   ! grep -F "$to" "$DN_SINKD/commands.log" || why "R sent RCPT TO the server without STARTTLS (in plain)" || return 1
   ! grep -Eiq '^(MAIL|DATA|BDAT)' "$DN_SINKD/commands.log" || why "R sent MAIL/DATA to the server without STARTTLS" || return 1
   grep -c '^connect' "$DN_SINKD/commands.log" | sed 's/^/connections to the sink: /'
@@ -867,27 +846,20 @@ t_dn_requiretls_noext() {
 }
 check requiretls-no-ext-bounce t_dn_requiretls_noext
 
-# mailsec probe --mx DOMAIN --json: the relay's plan and a test session per
-# MX host. DN_PROBE_MODE=config reads R's serve.toml (--serve-config: relay
-# resolver, port, ca_file), =flags gives --resolver/--mx-port/--ca-file.
-# Sets DN_PJ (the JSON file) and DN_PRC (exit status).
+# dn_probe DOMAIN MODE: mailsec probe --mx DOMAIN --json, the relay's plan
+# and a test session per MX host. MODE config reads R's serve.toml
+# (--serve-config: relay resolver, port, ca_file), flags gives
+# --resolver/--mx-port/--ca-file. Sets DN_PJ (the JSON file) and DN_PRC
+# (exit status).
 dn_probe() {
-  local dom=$1 mode=$2 help args
+  local dom=$1 mode=$2 args
   args=(probe --mx "$dom" --json)
   DN_PJ=$LOGS/$CHECK.json
-  help=$("$BIN" probe --help 2>&1)
-  grep -q -- '--mx' <<<"$help" || why "mailsec probe has no --mx flag yet" || return 1
   if [[ $mode == config ]]; then
     dn_full || return 1
-    if grep -q -- '--serve-config' <<<"$help"; then
-      args+=(--serve-config "$DN_R/serve.toml")
-    else
-      why "mailsec probe has no --serve-config flag" || return 1
-    fi
+    args+=(--serve-config "$DN_R/serve.toml")
   else
-    grep -q -- '--resolver' <<<"$help" || why "mailsec probe has no --resolver flag" || return 1
-    args+=(--resolver "127.0.0.1:$DN_UB_PORT" --ca-file "$DN_CA")
-    if grep -q -- '--mx-port' <<<"$help"; then args+=(--mx-port "$DN_MXPORT"); else args+=(--port "$DN_MXPORT"); fi
+    args+=(--resolver "127.0.0.1:$DN_UB_PORT" --ca-file "$DN_CA" --mx-port "$DN_MXPORT")
   fi
   printf 'mailsec'; printf ' %q' "${args[@]}"; echo
   timeout 60 "$BIN" "${args[@]}" >"$DN_PJ" 2>"$DN_PJ.stderr"
