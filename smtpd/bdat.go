@@ -84,11 +84,7 @@ func (ss *session) bdat(cmd command) *reply {
 	}
 	if !last {
 		if w.err != nil { // the Backend failed or refused; the transaction is over
-			r := replyFor(w.err, errStoreFailed)
-			o := FailedStore
-			if r != errStoreFailed {
-				o = RefusedPolicy
-			}
+			r, o := ss.deliveryFailed(w.err)
 			ss.endTransaction(o)
 			return r
 		}

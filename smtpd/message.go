@@ -48,19 +48,24 @@ func (ss *session) messageDone(env *Envelope, octets int64, ioErr error, refusal
 		ss.observeMessage(MessageInfo{Outcome: refusalOutcome(refusal), Octets: octets})
 		return refusal
 	case err != nil:
-		// The Backend's own refusal (RFC 5321 section 4.2.5: a failure
-		// after the data is answered like any other), or a failure it
-		// did not word, which is temporary.
-		if r := replyFor(err, nil); r != nil {
-			ss.observeMessage(MessageInfo{Outcome: RefusedPolicy, Octets: octets})
-			return r
-		}
-		ss.log.Error("delivery failed", "err", err)
-		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: octets})
-		return errStoreFailed
+		r, o := ss.deliveryFailed(err)
+		ss.observeMessage(MessageInfo{Outcome: o, Octets: octets})
+		return r
 	}
 	ss.observeMessage(MessageInfo{Outcome: Accepted, Octets: octets, StoreTime: time.Since(end)})
 	return ss.accepted(env, octets)
+}
+
+// deliveryFailed answers a delivery that returned err: with the Backend's
+// own refusal (RFC 5321 section 4.2.5: a failure after the data is
+// answered like any other), or, for a failure it did not word, with a
+// temporary one, which is logged.
+func (ss *session) deliveryFailed(err error) (*reply, Outcome) {
+	if r := replyFor(err, nil); r != nil {
+		return r, RefusedPolicy
+	}
+	ss.log.Error("delivery failed", "err", err)
+	return errStoreFailed, FailedStore
 }
 
 // connFailed answers a connection that failed in the middle of a
