@@ -54,9 +54,9 @@ func (ss *session) bdat(cmd command) *reply {
 		pr, pw := io.Pipe()
 		t.pw = pw
 		ss.tx.bdat = t
-		env, msg, sub := ss.message(pr)
+		d := ss.message(pr)
 		go func() {
-			err := sub.verdict(ss.srv.Backend.Deliver(ss.ctx, env, msg))
+			err := d.run()
 			pr.CloseWithError(err) // unblocks a writer if the Backend quit early
 			t.result <- err
 		}()
@@ -84,11 +84,7 @@ func (ss *session) bdat(cmd command) *reply {
 	}
 	if !last {
 		if w.err != nil { // the Backend failed or refused; the transaction is over
-			r := replyFor(w.err, errStoreFailed)
-			o := FailedStore
-			if r != errStoreFailed {
-				o = RefusedPolicy
-			}
+			r, o := ss.deliveryFailed(w.err)
 			ss.endTransaction(o)
 			return r
 		}
@@ -113,15 +109,15 @@ func (ss *session) bdatWhole(size int64) *reply {
 		return ss.skip(size, errTooBig)
 	}
 	cr := &chunkReader{r: io.LimitedReader{R: ss.r, N: size}}
-	env, msg, sub := ss.message(cr)
-	err := sub.verdict(ss.srv.Backend.Deliver(ss.ctx, env, msg))
+	d := ss.message(cr)
+	err := d.run()
 	// A Backend that stopped early leaves the rest of the chunk to read.
 	for cr.ioErr == nil && cr.r.N > 0 {
 		io.Copy(io.Discard, struct{ io.Reader }{cr})
 	}
 	ss.tx = nil
 	// Unless the connection failed the chunk was read whole (cr.r.N is 0).
-	return ss.messageDone(env, size-cr.r.N, cr.ioErr, cr.check.refusal, err, cr.end)
+	return ss.messageDone(d.env, size-cr.r.N, cr.ioErr, cr.check.refusal, err, cr.end)
 }
 
 // chunkReader hands out one whole-message chunk, checked as lineChecker

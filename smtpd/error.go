@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/dsn"
 )
 
 // Error is a refusal in the words of a Backend or checker: smtpd answers
@@ -62,10 +63,7 @@ func replyFor(err error, fallback *reply) *reply {
 	if code < 400 || code > 599 {
 		return fallback
 	}
-	class := strconv.Itoa(code / 100)
-	if !validStatus(enh) || enh[:1] != class {
-		enh = class + ".0.0"
-	}
+	enh = dsn.StatusFromReply(code, enh)
 	if text == "" {
 		text = "Requested action not taken"
 	}
@@ -87,19 +85,4 @@ func asciiText(l string) string {
 		}
 	}
 	return string(b)
-}
-
-// validStatus checks RFC 3463 section 3.1's syntax: class "." subject
-// "." detail, with class 2, 4 or 5, subject 1 to 3 digits, detail 1 to 3.
-func validStatus(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || len(parts[0]) != 1 || !strings.Contains("245", parts[0]) {
-		return false
-	}
-	for _, p := range parts[1:] {
-		if len(p) > 3 || !isDigits(p) {
-			return false
-		}
-	}
-	return true
 }

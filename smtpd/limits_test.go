@@ -80,3 +80,26 @@ func TestShutdown(t *testing.T) {
 		t.Error("in-flight message lost")
 	}
 }
+
+// A session waiting inside an AUTH exchange is ended by Shutdown as one
+// waiting for a command is: 421 4.3.2, not the reply to a timeout.
+func TestShutdownDuringAuth(t *testing.T) {
+	e := startServer(t, nil)
+	c := e.dial(Submission)
+	c.cmd("EHLO client.test", 250)
+	c.starttls()
+	c.cmd("EHLO client.test", 250)
+	c.cmd("AUTH LOGIN", 334)
+	done := make(chan error)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- e.srv.Shutdown(ctx)
+	}()
+	if txt := c.expect(421); txt != "421 4.3.2 Service shutting down, closing transmission channel" {
+		t.Errorf("got %q", txt)
+	}
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+}

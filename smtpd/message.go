@@ -25,7 +25,7 @@ func (ss *session) data(cmd command) *reply {
 	}
 	ss.in.startData(ss.srv.Limits.CommandTimeout, ss.srv.Limits.DataTimeout)
 	dr := newDataReader(ss.r, ss.srv.Limits.MaxMessageSize)
-	err := ss.deliver(dr)
+	err := ss.message(dr).run()
 	dr.drain()
 	tx := ss.tx
 	ss.tx = nil
@@ -48,19 +48,24 @@ func (ss *session) messageDone(env *Envelope, octets int64, ioErr error, refusal
 		ss.observeMessage(MessageInfo{Outcome: refusalOutcome(refusal), Octets: octets})
 		return refusal
 	case err != nil:
-		// The Backend's own refusal (RFC 5321 section 4.2.5: a failure
-		// after the data is answered like any other), or a failure it
-		// did not word, which is temporary.
-		if r := replyFor(err, nil); r != nil {
-			ss.observeMessage(MessageInfo{Outcome: RefusedPolicy, Octets: octets})
-			return r
-		}
-		ss.log.Error("delivery failed", "err", err)
-		ss.observeMessage(MessageInfo{Outcome: FailedStore, Octets: octets})
-		return errStoreFailed
+		r, o := ss.deliveryFailed(err)
+		ss.observeMessage(MessageInfo{Outcome: o, Octets: octets})
+		return r
 	}
 	ss.observeMessage(MessageInfo{Outcome: Accepted, Octets: octets, StoreTime: time.Since(end)})
 	return ss.accepted(env, octets)
+}
+
+// deliveryFailed answers a delivery that returned err: with the Backend's
+// own refusal (RFC 5321 section 4.2.5: a failure after the data is
+// answered like any other), or, for a failure it did not word, with a
+// temporary one, which is logged.
+func (ss *session) deliveryFailed(err error) (*reply, Outcome) {
+	if r := replyFor(err, nil); r != nil {
+		return r, RefusedPolicy
+	}
+	ss.log.Error("delivery failed", "err", err)
+	return errStoreFailed, FailedStore
 }
 
 // connFailed answers a connection that failed in the middle of a
@@ -85,24 +90,32 @@ func (ss *session) readyForMessage(badArgs bool) *reply {
 	return nil
 }
 
-// deliver hands the message, behind a fresh Received header, to the
-// Backend, and returns its verdict.
-func (ss *session) deliver(msg io.Reader) error {
-	env, m, sub := ss.message(msg)
-	return sub.verdict(ss.srv.Backend.Deliver(ss.ctx, env, m))
+// delivery is a message on its way to the Backend: a copy of the
+// transaction's envelope and the message behind the Received header,
+// completed as a submission when the listener is one (sub, nil on MX). It
+// does not refer to the session, so run may be called from another
+// goroutine.
+type delivery struct {
+	env     *Envelope
+	msg     io.Reader
+	sub     *submission
+	ctx     context.Context
+	backend Backend
 }
 
-// message returns a copy of the transaction's envelope and msg behind the
-// Received header, completed as a submission when the listener is one
-// (sub, nil on MX); the result does not refer to the session any more,
-// so it may be used from another goroutine.
-func (ss *session) message(msg io.Reader) (env *Envelope, m io.Reader, sub *submission) {
+// run hands the message to the Backend and returns the verdict: the From
+// check's refusal when there was one, else the Backend's.
+func (d delivery) run() error { return d.sub.verdict(d.backend.Deliver(d.ctx, d.env, d.msg)) }
+
+// message returns the delivery of msg in the transaction.
+func (ss *session) message(msg io.Reader) delivery {
 	e := ss.tx.env
 	e.AuthUser = ss.authUser
-	if sub = ss.submission(msg, &e); sub != nil {
+	sub := ss.submission(msg, &e)
+	if sub != nil {
 		msg = sub
 	}
-	return &e, &headerReader{hdr: ss.received(&e), r: msg}, sub
+	return delivery{&e, &headerReader{hdr: ss.received(&e), r: msg}, sub, ss.ctx, ss.srv.Backend}
 }
 
 // headerReader yields hdr, then r. Unlike io.MultiReader it has no

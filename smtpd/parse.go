@@ -37,12 +37,21 @@ var verbs = []string{"EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA",
 
 // upperVerb returns verb in upper case.
 func upperVerb(verb []byte) string {
+	if v := knownVerb(verb); v != "" {
+		return v
+	}
+	return strings.ToUpper(string(verb))
+}
+
+// knownVerb returns the one of verbs that verb names, whatever its case,
+// or "".
+func knownVerb(verb []byte) string {
 	for _, v := range verbs {
 		if len(v) == len(verb) && bytes.EqualFold(verb, []byte(v)) {
 			return v
 		}
 	}
-	return strings.ToUpper(string(verb))
+	return ""
 }
 
 // describe appends to dst what the log may say of a command line
@@ -51,12 +60,7 @@ func upperVerb(verb []byte) string {
 // only the mechanism, never the initial response.
 func describe(dst, line []byte) []byte {
 	verb, arg, _ := bytes.Cut(line, []byte{' '})
-	v := ""
-	for _, known := range verbs {
-		if bytes.EqualFold(verb, []byte(known)) {
-			v = known
-		}
-	}
+	v := knownVerb(verb)
 	switch v {
 	case "":
 		return append(dst, '?')

@@ -17,9 +17,9 @@ import (
 // an empty line.
 //
 // It returns the reply that ended the exchange early (decode's, tooLong
-// for a line over MaxLine, the Replies to a bare CR or LF, to a shutdown,
-// a timeout or a lost connection), or else nil and the verdict: srv's
-// error, nil for success.
+// for a line over MaxLine, the Replies to a bare CR or LF, or the loop's
+// own last word after a failed read: to a shutdown, a timeout or a lost
+// connection), or else nil and the verdict: srv's error, nil for success.
 func (c *Conn) Exchange(srv sasl.Server, resp []byte, challenge func([]byte), decode func(string) ([]byte, Reply), tooLong Reply) (Reply, error) {
 	for {
 		chal, done, err := srv.Next(resp)
@@ -36,11 +36,10 @@ func (c *Conn) Exchange(srv sasl.Server, resp []byte, challenge func([]byte), de
 			return tooLong, nil
 		case errors.Is(err, ErrBareCRLF):
 			return c.srv.Replies.BareLine, nil
-		case errors.Is(err, ErrClosed):
-			return c.srv.Replies.Shutdown, nil
-		case IsTimeout(err):
-			return c.srv.Replies.Timeout, nil
 		case err != nil:
+			if r := c.lost(err); r != nil {
+				return r, nil
+			}
 			return c.srv.Replies.Lost, nil
 		}
 		var r Reply

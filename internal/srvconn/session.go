@@ -250,7 +250,9 @@ func (c *Conn) step(p Protocol) bool {
 	case errors.Is(err, ErrBareCRLF):
 		return c.fail(c.srv.Replies.BareLine)
 	case err != nil:
-		c.lost(err)
+		if r := c.lost(err); r != nil {
+			c.Send(r)
+		}
 		return false
 	case c.srv.track.Closed():
 		c.Send(c.srv.Replies.Shutdown)
@@ -295,15 +297,18 @@ func (c *Conn) fail(r Reply) bool {
 	return true
 }
 
-// lost sends the last word after a failed read, when there is one.
-func (c *Conn) lost(err error) {
+// lost returns the last word after a failed read, nil when there is none,
+// and logs a timeout or a connection error. Shutdown comes first: its
+// kick of a waiting read also fails it.
+func (c *Conn) lost(err error) Reply {
 	switch {
-	case c.srv.track.Closed():
-		c.Send(c.srv.Replies.Shutdown)
+	case errors.Is(err, ErrClosed), c.srv.track.Closed():
+		return c.srv.Replies.Shutdown
 	case IsTimeout(err):
 		c.Log.Info("timeout")
-		c.Send(c.srv.Replies.Timeout)
+		return c.srv.Replies.Timeout
 	case !errors.Is(err, io.EOF):
 		c.Log.Info("connection error", "err", err)
 	}
+	return nil
 }
