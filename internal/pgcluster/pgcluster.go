@@ -63,7 +63,7 @@ type Cluster struct {
 	opts     Options
 	cred     *credential // whom to run PostgreSQL as; nil: as ourselves
 
-	mu       sync.Mutex // serialises pg_ctl runs (Stop, Restart, Close)
+	mu       sync.Mutex // serialises pg_ctl runs (Crash, Restart, Close)
 	watchdog *exec.Cmd  // stops the cluster when this process ends
 	stdin    io.WriteCloser
 }
@@ -112,16 +112,18 @@ func (c *Cluster) Password() string { return c.password }
 // the server is.
 func (c *Cluster) Data() string { return filepath.Join(c.dir, "data") }
 
-// Stop stops the server (fast shutdown: sessions are ended) but keeps
-// the cluster, so that a caller can see what its code does while the
-// database is down; Restart brings it back.
-func (c *Cluster) Stop() error {
+// Crash stops the server as a crash would (immediate shutdown: sessions
+// end, no checkpoint, and what was not yet written out of its WAL
+// buffers is lost) but keeps the cluster, so that a caller can see what
+// its code does while the database is down; Restart brings it back,
+// recovering from the WAL on disk.
+func (c *Cluster) Crash() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ctl("stop", "-m", "fast")
+	return c.ctl("stop", "-m", "immediate")
 }
 
-// Restart restarts the server (or starts it after Stop) on the same
+// Restart restarts the server (or starts it after Crash) on the same
 // port, as when a database server restarts under a running application.
 func (c *Cluster) Restart() error {
 	c.mu.Lock()

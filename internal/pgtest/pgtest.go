@@ -90,18 +90,19 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// Stop stops the cluster (fast shutdown: sessions are ended), so that a
-// test can see what its code does while the database is down; Restart
-// brings it back. Both act on every test of the binary, so tests using
-// them must not run in parallel with others.
-func Stop(t testing.TB) {
+// Crash stops the cluster as a crash would (immediate shutdown), so that
+// a test can see what its code does while the database is down and that
+// what it acknowledged survives; Restart brings it back. Both act on
+// every test of the binary, so tests using them must not run in
+// parallel with others.
+func Crash(t testing.TB) {
 	t.Helper()
-	if err := theOne.Stop(); err != nil {
+	if err := theOne.Crash(); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 }
 
-// Restart restarts the cluster (or starts it after Stop), as when the
+// Restart restarts the cluster (or starts it after Crash), as when the
 // database server restarts under a running application.
 func Restart(t testing.TB) {
 	t.Helper()
@@ -114,9 +115,11 @@ func Restart(t testing.TB) {
 // skip (or fail, under MAILSEC_REQUIRE_PG=1); failing to start it with
 // PostgreSQL present is always a failure.
 func boot() {
+	// synchronous_commit off by default, so that a test that crashes
+	// the server sees whether its code asks for durable commits itself.
 	c, err := pgcluster.Start(pgcluster.Options{
 		TempPattern:   "pgtest",
-		ServerOptions: "-c max_connections=300",
+		ServerOptions: "-c max_connections=300 -c synchronous_commit=off",
 	})
 	switch {
 	case errors.Is(err, pgcluster.ErrUnavailable):

@@ -768,17 +768,8 @@ func (q *Queue) apply(tx *bolt.Tx, o *op, now time.Time) error {
 	switch o.kind {
 	case opRecord:
 		a := o.attempt
-		for i := range a.Recipients {
-			if i < 0 || i >= len(e.Recipients) {
-				o.err = mailsec.Errorf(mailsec.Data, opNames[o.kind], nil, "%s has no recipient %d", e.ID, i)
-				return nil
-			}
-		}
-		for i, u := range a.Recipients {
-			e.Recipients[i].Status = u.Status
-			if u.Outcome != nil {
-				e.Recipients[i].Last = u.Outcome
-			}
+		if o.err = backend.Apply(opNames[o.kind], e.ID, &e.Envelope, a); o.err != nil {
+			return nil
 		}
 		e.Attempts++
 		e.NextAttempt = clampDue(a.NextAttempt, now)

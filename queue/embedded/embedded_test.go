@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -306,6 +307,11 @@ func TestKill9(t *testing.T) {
 		err = child.Wait()
 		if enqueued < killAt {
 			t.Fatalf("round %d: the child stopped by itself after %d messages: %v", round, enqueued, err)
+		}
+		// What ended it was the SIGKILL, not an exit of its own between
+		// two lines.
+		if ws, ok := child.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("round %d: the child was not killed by SIGKILL: %v", round, err)
 		}
 		checkAfterKill(t, dir, keys, recorded, completed, completing)
 		t.Logf("round %d: killed after %d acknowledged messages; %d acknowledged, %d completed in all",

@@ -614,26 +614,15 @@ func (q *Queue) Record(ctx context.Context, l *queue.Lease, a *queue.Attempt) er
 	if err != nil {
 		return q.fail(opname, err)
 	}
-	var env queue.Envelope
-	if err := json.Unmarshal(js, &env); err != nil {
+	var e queue.Entry
+	if err := json.Unmarshal(js, &e.Envelope); err != nil {
 		return mailsec.Errorf(mailsec.Config, opname, err, "entry %s is corrupt", l.ID)
 	}
-	for i, u := range a.Recipients {
-		if i < 0 || i >= len(env.Recipients) {
-			return mailsec.Errorf(mailsec.Data, opname, nil, "%s has no recipient %d", l.ID, i)
-		}
-		env.Recipients[i].Status = u.Status
-		if u.Outcome != nil {
-			env.Recipients[i].Last = u.Outcome
-		}
+	if err := backend.Apply(opname, l.ID, &e.Envelope, a); err != nil {
+		return err
 	}
-	pending := 0
-	for _, r := range env.Recipients {
-		if r.Status == queue.Pending {
-			pending++
-		}
-	}
-	if js, err = json.Marshal(&env); err != nil {
+	pending := len(e.Pending())
+	if js, err = json.Marshal(&e.Envelope); err != nil {
 		return mailsec.Errorf(mailsec.Data, opname, err, "cannot encode the envelope")
 	}
 	var next *time.Time // NULL: due now, by the database's clock

@@ -399,9 +399,11 @@ func waitListening(t *testing.T, q *Queue, n int64) {
 	}
 }
 
-// The database goes away and comes back: calls fail with an error
-// instead of hanging while it is down, work again after, LISTEN resumes,
-// and nothing committed is lost.
+// The database crashes and comes back: calls fail with an error instead
+// of hanging while it is down, work again after, LISTEN resumes, and
+// nothing committed is lost. The crash is an immediate shutdown on a
+// server whose default is synchronous_commit off (see pgtest), so a
+// commit acknowledged before its WAL reached the disk would be lost.
 func TestDatabaseRestart(t *testing.T) {
 	dsn := pgtest.Start(t)
 	a := open(t, dsn, &Options{Node: "a", PollInterval: -1})
@@ -447,7 +449,7 @@ func TestDatabaseRestart(t *testing.T) {
 		}()
 	}
 	time.Sleep(100 * time.Millisecond)
-	pgtest.Stop(t)
+	pgtest.Crash(t)
 
 	ctx, cancel := context.WithTimeout(bg, 30*time.Second)
 	defer cancel()

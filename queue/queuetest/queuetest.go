@@ -515,6 +515,17 @@ func testRecord(t *testing.T, q queue.Queue) {
 		Detail: "the server said 451",
 		TLS:    &queue.TLSRecord{Policy: "may"},
 	}
+	// An update of a recipient the entry does not have is refused whole:
+	// the others named with it keep their state, and the lease holds.
+	bad := &queue.Attempt{Recipients: map[int]queue.RecipientUpdate{
+		0: {Status: queue.Delivered, Outcome: delivered}, len(env.Recipients): {Status: queue.Delivered},
+	}}
+	if err := q.Record(bg, c.Lease, bad); mailsec.CodeOf(err) != mailsec.Data {
+		t.Fatalf("Record of recipient %d of %d: %v, want a Data error", len(env.Recipients), len(env.Recipients), err)
+	}
+	if e := get(t, q, id); e.Attempts != 0 || e.Recipients[0].Status != queue.Pending || e.Recipients[0].Last != nil {
+		t.Fatalf("a refused Record changed the entry: %+v", e)
+	}
 	next := time.Now().Add(time.Hour).Truncate(time.Second)
 	record(t, q, c.Lease, &queue.Attempt{
 		Recipients: map[int]queue.RecipientUpdate{

@@ -1,6 +1,7 @@
 // Package backend holds what the queue.Queue implementations (embedded,
-// postgres) have in common: the errors the queue contract names, lease
-// tokens, and copying a submitted body to a file.
+// postgres) have in common: the errors the queue contract names, the
+// envelope checks of Enqueue and Record, lease tokens, and copying a
+// submitted body to a file.
 package backend
 
 import (
@@ -41,6 +42,24 @@ func Envelope(ctx context.Context, env *queue.Envelope) (queue.Envelope, error) 
 		e.Recipients[i].Status = queue.Pending
 	}
 	return e, nil
+}
+
+// Apply makes the recipient updates of a in env, the envelope of entry
+// id. A recipient env does not have is a Data error, and then env is
+// left as it was.
+func Apply(opname string, id queue.ID, env *queue.Envelope, a *queue.Attempt) error {
+	for i := range a.Recipients {
+		if i < 0 || i >= len(env.Recipients) {
+			return mailsec.Errorf(mailsec.Data, opname, nil, "%s has no recipient %d", id, i)
+		}
+	}
+	for i, u := range a.Recipients {
+		env.Recipients[i].Status = u.Status
+		if u.Outcome != nil {
+			env.Recipients[i].Last = u.Outcome
+		}
+	}
+	return nil
 }
 
 // NewToken returns a random lease token, unique per claim.
