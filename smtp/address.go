@@ -121,3 +121,20 @@ func CheckAddress(addr string) error {
 	_, err := checkAddress(addr, false)
 	return err
 }
+
+// CheckLocalName reports why name cannot be the argument of EHLO or HELO
+// (RFC 5321 section 4.1.1.1: a domain, in A-labels, or an address
+// literal), nil when it can. Anything else could also end the command line
+// and start another, so Dial refuses such an Options.LocalName before it
+// connects.
+func CheckLocalName(name string) error {
+	for _, r := range name {
+		if r >= 0x80 {
+			return mailsec.Errorf(mailsec.Config, "EHLO", nil, "%q: an EHLO name is US-ASCII; give the domain's A-labels (xn--...)", name)
+		}
+	}
+	if _, err := checkAddress("postmaster@"+name, false); err != nil || name == "" {
+		return mailsec.Errorf(mailsec.Config, "EHLO", nil, "%q: not a domain name or an address literal such as [192.0.2.1]", name)
+	}
+	return nil
+}

@@ -126,6 +126,11 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
 			return nil, err
 		}
 	}
+	if o.LocalName != "" {
+		if err := CheckLocalName(o.LocalName); err != nil {
+			return nil, err
+		}
+	}
 	host, port, err := wire.Target(addr, &o.TLS)
 	if err != nil {
 		return nil, err
@@ -215,7 +220,7 @@ func (c *Client) localName() string {
 	if c.opts.LocalName != "" {
 		return c.opts.LocalName
 	}
-	if h, err := os.Hostname(); err == nil && strings.Contains(h, ".") {
+	if h, err := os.Hostname(); err == nil && strings.Contains(h, ".") && CheckLocalName(h) == nil {
 		return h
 	}
 	if ta, ok := c.wire.Conn.LocalAddr().(*net.TCPAddr); ok {

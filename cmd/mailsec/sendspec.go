@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/smtp"
 )
 
@@ -168,13 +169,9 @@ func (s *sendSpec) mailOptions(o *smtp.MailOptions) error {
 // literal (RFC 5321 section 4.1.1.1), which might also end the command
 // line and start another.
 func checkHelo(name string) error {
-	for _, r := range name {
-		if r >= 0x80 {
-			return usageError{fmt.Errorf("--helo %q: an EHLO name is US-ASCII; give the domain's A-labels (xn--...)", name)}
-		}
-	}
-	if err := smtp.CheckAddress("postmaster@" + name); err != nil || name == "" {
-		return usageError{fmt.Errorf("--helo %q: not a domain name or an address literal such as [192.0.2.1]", name)}
+	if err := smtp.CheckLocalName(name); err != nil {
+		// The detail names the value and what is wrong with it.
+		return usageError{fmt.Errorf("--helo %s", err.(*mailsec.Error).Detail)}
 	}
 	return nil
 }
