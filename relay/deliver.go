@@ -330,7 +330,10 @@ func (r *Relay) transact(ctx context.Context, e *queue.Entry, s *session, idx []
 		status := "5.3.4" // too big for the server, or a line too long
 		var me *mailsec.Error
 		if errors.As(err, &me) && me.Op == "address" {
-			status = "5.1.3" // RFC 3463: bad destination mailbox address syntax
+			// The recipients were checked before the transaction
+			// (attempt sets a bad one aside), so the address is the
+			// sender's: RFC 3463's bad sender's mailbox address syntax.
+			status = "5.1.7"
 		}
 		return allFailed(idx, newFailure(status, err, "%v", err), s.outcome()), false
 	case mailsec.Unsupported:
