@@ -31,6 +31,13 @@ import (
 	"github.com/mailsec/mailsec/tlsrpt"
 )
 
+// The back-off bounds a zero Options.BackoffMin and BackoffMax mean, named
+// so that a configuration can be checked against them.
+const (
+	DefaultBackoffMin = 5 * time.Minute
+	DefaultBackoffMax = time.Hour
+)
+
 // Options configure a Relay. Zero values mean the documented defaults;
 // Resolver and Hostname are required, and Queue to Start (a relay without
 // one can still Explain).
@@ -81,7 +88,7 @@ type Options struct {
 	// BackoffMin and BackoffMax bound the wait between attempts: the n-th
 	// retry waits BackoffMin*2^(n-1), at most BackoffMax, less a random
 	// part of up to half of it so that messages deferred together do not
-	// come back together. 0 means 5 minutes and 1 hour.
+	// come back together. 0 means DefaultBackoffMin and DefaultBackoffMax.
 	BackoffMin, BackoffMax time.Duration
 	// ConnectTimeout bounds the TCP connect to one address; 0 means 30 s.
 	ConnectTimeout time.Duration
@@ -172,8 +179,8 @@ func New(o Options) (*Relay, error) {
 	}
 	def(&o.Lifetime, 5*24*time.Hour)
 	def(&o.DelayNotice, 4*time.Hour)
-	def(&o.BackoffMin, 5*time.Minute)
-	def(&o.BackoffMax, time.Hour)
+	def(&o.BackoffMin, DefaultBackoffMin)
+	def(&o.BackoffMax, DefaultBackoffMax)
 	def(&o.ConnectTimeout, 30*time.Second)
 	def(&o.CommandTimeout, 5*time.Minute)
 	def(&o.ConnectionReuse, 2*time.Second)

@@ -159,10 +159,10 @@ func (r *RelayConfig) check() error {
 	}
 	bmin, bmax := time.Duration(r.BackoffMin), time.Duration(r.BackoffMax)
 	if bmin == 0 {
-		bmin = 5 * time.Minute // relay.Options' defaults
+		bmin = relay.DefaultBackoffMin
 	}
 	if bmax == 0 {
-		bmax = time.Hour
+		bmax = relay.DefaultBackoffMax
 	}
 	if bmax < bmin {
 		return configErr("relay.backoff_max", nil, "(%s) is below relay.backoff_min (%s)", bmax, bmin)
