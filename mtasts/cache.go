@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/store"
 )
 
 // retryAfter is how long a failed fetch is remembered for the same TXT id
@@ -300,38 +300,9 @@ func (c *Cache) saveLocked(now time.Time) error {
 	if err != nil {
 		return mailsec.Errorf(mailsec.Config, "mta-sts", err, "cannot encode the policy cache")
 	}
-	if err := writeFile(c.Path, data); err != nil {
+	if err := store.WriteFile(c.Path, data); err != nil {
 		return mailsec.Errorf(mailsec.Config, "mta-sts", err, "cannot write the policy cache")
 	}
 	c.dirty = false
 	return nil
-}
-
-func writeFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*") // mode 0600
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return err
-	}
-	// The rename is durable only once the directory is synced.
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -284,6 +284,34 @@ func copyFrom(src string, skip int64, prefix, dst string) error {
 	return os.Rename(tmp, dst)
 }
 
+// WriteFile replaces path with data durably: a temporary file (mode 0600)
+// in the same directory is written and fsynced, renamed over path, and the
+// directory fsynced, so that a crash leaves the old contents or the new,
+// never an empty or partial file. The users file, the MTA-STS cache and
+// the TLS report counts are kept this way.
+func WriteFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return SyncDir(dir)
+}
+
 // SyncDir fsyncs a directory so that the entries created, renamed or
 // linked in it survive a crash; the outbound queue's files need it too.
 func SyncDir(dir string) error {

@@ -193,3 +193,27 @@ func TestDeliverMailRefuses(t *testing.T) {
 		}
 	}
 }
+
+// WriteFile replaces a file whole, private to its owner, and leaves no
+// temporary file behind, on success or on failure.
+func TestWriteFileReplaces(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state")
+	for _, data := range []string{"first", "second, longer than the first"} {
+		if err := WriteFile(path, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(path); string(got) != data {
+			t.Errorf("read %q, want %q", got, data)
+		}
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := WriteFile(filepath.Join(dir, "missing", "x"), []byte("x")); err == nil {
+		t.Error("wrote into a directory that does not exist")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("directory holds %d entries, want only the file", len(ents))
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec"
+	"github.com/mailsec/mailsec/store"
 )
 
 // PolicyType is the policy-type of a report (RFC 8460 section 4.4).
@@ -277,22 +278,7 @@ func (s *Store) write(d *day) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return mailsec.Errorf(mailsec.Config, "tlsrpt", err, "cannot create %s", s.Dir)
 	}
-	tmp, err := os.CreateTemp(s.Dir, "."+d.Date+".*.tmp")
-	if err != nil {
-		return mailsec.Errorf(mailsec.Config, "tlsrpt", err, "cannot write the TLS counts of %s", d.Date)
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		// Without the sync a crash after the rename could leave an
-		// empty file where the old counts were.
-		err = tmp.Sync()
-	}
-	err = errors.Join(err, tmp.Close())
-	if err == nil {
-		err = os.Rename(tmp.Name(), s.path(d.Date))
-	}
-	if err != nil {
-		os.Remove(tmp.Name()) // already failed; the temp file is litter
+	if err := store.WriteFile(s.path(d.Date), data); err != nil {
 		return mailsec.Errorf(mailsec.Config, "tlsrpt", err, "cannot write the TLS counts of %s", d.Date)
 	}
 	return nil

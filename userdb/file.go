@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailsec/mailsec"
 	"github.com/mailsec/mailsec/sasl"
+	"github.com/mailsec/mailsec/store"
 )
 
 // refresh re-reads the file if it changed since the last read. db.mu held.
@@ -156,7 +157,7 @@ func (db *DB) update(change func(map[string]*user) error) error {
 	if err := change(users); err != nil {
 		return err
 	}
-	if err := writeFile(db.path, format(users)); err != nil {
+	if err := store.WriteFile(db.path, format(users)); err != nil {
 		return mailsec.Errorf(mailsec.Config, "users", err, "cannot write users file")
 	}
 	db.users = users
@@ -176,32 +177,4 @@ func format(users map[string]*user) []byte {
 		fmt.Fprintf(&b, "%s %s %s\n", n, users[n].hash, formatSCRAM(users[n].scram))
 	}
 	return b.Bytes()
-}
-
-func writeFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
