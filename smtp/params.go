@@ -190,7 +190,11 @@ func (r RcptOptions) Check() error {
 // DSN.
 func (o *MailOptions) dsnParams(ext map[string]string) (mail string, rcpt func(to string) string, err error) {
 	none := func(string) string { return "" }
-	if o.Ret == "" && o.EnvID == "" && o.Notify == 0 && len(o.Recipients) == 0 {
+	perRcpt := false
+	for _, r := range o.Recipients {
+		perRcpt = perRcpt || r != (RcptOptions{})
+	}
+	if o.Ret == "" && o.EnvID == "" && o.Notify == 0 && !perRcpt {
 		return "", none, nil
 	}
 	switch o.Ret {

@@ -195,3 +195,26 @@ func TestPerRecipientDSNAsARelay(t *testing.T) {
 	}
 	<-done
 }
+
+// Per-recipient options that ask for nothing send nothing, and so need no
+// DSN from the server.
+func TestEmptyRecipientOptionsNeedNoDSN(t *testing.T) {
+	addr, _, done := wiretest.Scripted(t, func(p *wiretest.Peer) {
+		greet(p, "250 mx.test\r\n")
+		expectLine(p, "MAIL FROM:<s@x.test>")
+		p.Send("250 ok\r\n")
+		expectLine(p, "RCPT TO:<a@x.test>")
+		p.Send("250 ok\r\n")
+		p.Expect("DATA")
+		p.Send("354 go\r\n")
+		readData(p)
+		p.Send("250 2.0.0 queued\r\n")
+	})
+	c := dialPlain(t, addr)
+	o := &MailOptions{Recipients: map[string]RcptOptions{"a@x.test": {}}}
+	if _, err := c.Send(context.Background(), "s@x.test", []string{"a@x.test"}, strings.NewReader("x\n"), o); err != nil {
+		c.Close() // the script's wait for the data ends with the session
+		t.Fatal(err)
+	}
+	<-done
+}
